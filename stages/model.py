@@ -1,0 +1,103 @@
+"""The network of the comparison and how it is trained: the only module that needs TensorFlow.
+
+Every model shares `build_model` and `train_model`; only the regularizer differs.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+from stages.cli import StageError
+from stages.params import RegularizerSpec, TrainParams
+
+
+class TrainingError(StageError):
+    """Training produced a model that must not be evaluated."""
+
+
+def make_regularizer(spec: RegularizerSpec) -> keras.regularizers.Regularizer | None:
+    """The Keras kernel regularizer for a model entry of params.yaml (None for `none`)."""
+    if spec.regularizer == "none":
+        return None
+    if spec.regularizer == "l1":
+        return keras.regularizers.L1(spec.rate)
+    if spec.regularizer == "l2":
+        return keras.regularizers.L2(spec.rate)
+    if spec.regularizer == "l1_l2":
+        return keras.regularizers.L1L2(l1=spec.rate, l2=spec.rate)
+    raise ValueError(f"unknown regularizer {spec.regularizer!r}")
+
+
+def build_model(*, num_words: int, hidden_units: tuple[int, ...], spec: RegularizerSpec) -> keras.Model:
+    """The notebook's network: ReLU hidden layers carrying the regularizer, then one sigmoid unit.
+
+    Args:
+        num_words: width of the multi-hot input.
+        hidden_units: units of each hidden layer, (128, 128) in the notebook.
+        spec: the regularizer of the hidden layers' kernels; the output layer has none.
+
+    Returns:
+        An uncompiled model whose layers are named `hidden_1`, `hidden_2`, ..., `output`.
+    """
+    inputs = keras.Input(shape=(num_words,), name="multi_hot")
+    features = inputs
+    for number, units in enumerate(hidden_units, start=1):
+        features = layers.Dense(
+            units, activation="relu", kernel_regularizer=make_regularizer(spec), name=f"hidden_{number}"
+        )(features)
+    outputs = layers.Dense(1, activation="sigmoid", name="output")(features)
+    return keras.Model(inputs, outputs)
+
+
+def _optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    optimizers = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop, "sgd": keras.optimizers.SGD}
+    return optimizers[name](learning_rate=learning_rate)
+
+
+def train_model(
+    model: keras.Model,
+    *,
+    train_data: tuple[np.ndarray, np.ndarray],
+    validation_data: tuple[np.ndarray, np.ndarray],
+    params: TrainParams,
+) -> dict[str, list[float]]:
+    """Compile and fit `model`; returns its per-epoch history.
+
+    The `bce` metric is the cross-entropy without the regularization penalty, which
+    `loss` includes, so models with different penalties compare on `val_bce`. (A metric
+    object also avoids the rank error that `metrics=['binary_crossentropy']` raises on
+    Keras 3 with 1-D targets.)
+
+    Raises:
+        TrainingError: the loss stopped being finite (the learning rate is too high).
+    """
+    model.compile(
+        optimizer=_optimizer(params.optimizer, params.learning_rate),
+        loss=keras.losses.BinaryCrossentropy(),
+        metrics=["accuracy", keras.metrics.BinaryCrossentropy(name="bce")],
+    )
+    fitted = model.fit(
+        *train_data,
+        epochs=params.epochs,
+        batch_size=params.batch_size,
+        validation_data=validation_data,
+        callbacks=[keras.callbacks.TerminateOnNaN()],
+        verbose=2,
+    )
+    history = {name: [float(value) for value in values] for name, values in fitted.history.items()}
+    if len(history["loss"]) < params.epochs or not np.isfinite(history["loss"]).all():
+        raise TrainingError(
+            f"the loss became NaN or infinite at epoch {len(history['loss'])}; "
+            f"try a lower train.learning_rate (now {params.learning_rate})"
+        )
+    return history
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow and make TensorFlow's ops deterministic.
+
+    With both, the same params on the same machine give the same bytes.
+    """
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()

@@ -1,0 +1,74 @@
+"""Stage `train@<model>`: fit one model of the comparison.
+
+Params: the `train` section and `models.<model>`.
+Reads: `<data>/x_train.npy`, `y_train.npy`, `x_test.npy`, `y_test.npy`.
+Writes to `<out>/`: `model.keras`; `history.json` (per epoch: `loss` with the penalty,
+`bce` without it, `accuracy`, and the same on the validation data as `val_*`);
+`weights.npz` (each layer's kernel and bias); `test_predictions.npy` (P(positive)
+per test review), so evaluation and plots need no TensorFlow.
+
+The network and its training live in `stages.model`, imported only once params and
+data have loaded, so a bad params.yaml fails before TensorFlow's seconds-long start-up.
+"""
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from stages import cli
+from stages.atomic import atomic_path, save_array, write_json
+from stages.params import load_params
+
+log = logging.getLogger("stages.train")
+
+def split_validation(
+    x: np.ndarray, y: np.ndarray, fraction: float, seed: int
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Hold out a seeded random `fraction` of the training set for validation."""
+    order = np.random.default_rng(seed).permutation(len(y))
+    held_out = int(round(len(y) * fraction))
+    validation, train = order[:held_out], order[held_out:]
+    return (x[train], y[train]), (x[validation], y[validation])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Train one model of the regularization comparison.")
+    parser.add_argument("--model", required=True, help="a key of the models section of params.yaml")
+    parser.add_argument("--data", type=Path, required=True, help="directory of the encoded arrays")
+    parser.add_argument("--out", type=Path, required=True, help="directory for the model and its history")
+    args = parser.parse_args()
+
+    params = load_params()
+    if args.model not in params.models:
+        raise cli.StageError(f"params.yaml has no model {args.model!r} (it has {', '.join(params.models)})")
+    spec, train = params.models[args.model], params.train
+    x_train, y_train, x_test, y_test = (
+        np.load(args.data / f"{name}.npy").astype(np.float32) for name in ("x_train", "y_train", "x_test", "y_test")
+    )
+    if train.validation == "test":
+        train_data, validation_data = (x_train, y_train), (x_test, y_test)
+    else:
+        train_data, validation_data = split_validation(x_train, y_train, train.validation, train.seed)
+
+    from stages.model import build_model, seed_everything, train_model
+
+    seed_everything(train.seed)
+    model = build_model(num_words=x_train.shape[1], hidden_units=train.hidden_units, spec=spec)
+    log.info("training %s (%s, rate %g) for %d epochs", args.model, spec.regularizer, spec.rate, train.epochs)
+    history = train_model(model, train_data=train_data, validation_data=validation_data, params=train)
+
+    with atomic_path(args.out / "model.keras") as temporary:
+        model.save(temporary)
+    weights = {f"{layer.name}_{weight.name}": weight.numpy() for layer in model.layers for weight in layer.weights}
+    with atomic_path(args.out / "weights.npz") as temporary:
+        np.savez(temporary, **weights)
+    save_array(args.out / "test_predictions.npy", model.predict(x_test, batch_size=train.batch_size, verbose=0)[:, 0])
+    write_json(args.out / "history.json", {"epoch": list(range(1, train.epochs + 1)), **history})
+    last = {name: values[-1] for name, values in history.items()}
+    log.info("%s: last val_bce %.4f, val_accuracy %.4f", args.model, last["val_bce"], last["val_accuracy"])
+
+
+if __name__ == "__main__":
+    cli.run(main)
