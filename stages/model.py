@@ -3,10 +3,15 @@
 Every model shares `build_model` and `train_model`; only the regularizer differs.
 """
 
-import keras
-import numpy as np
-import tensorflow as tf
-from keras import layers
+import os
+
+# Keep TensorFlow's C++ start-up chatter (info and warnings) out of the stage logs.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from keras import layers  # noqa: E402
 
 from stages.cli import StageError
 from stages.params import RegularizerSpec, TrainParams

@@ -44,9 +44,9 @@ def main() -> None:
     if args.model not in params.models:
         raise cli.StageError(f"params.yaml has no model {args.model!r} (it has {', '.join(params.models)})")
     spec, train = params.models[args.model], params.train
-    x_train, y_train, x_test, y_test = (
-        np.load(args.data / f"{name}.npy").astype(np.float32) for name in ("x_train", "y_train", "x_test", "y_test")
-    )
+    # Keras' losses want float inputs and (N, 1) targets to match the (N, 1) output.
+    x_train, x_test = (np.load(args.data / f"{name}.npy").astype(np.float32) for name in ("x_train", "x_test"))
+    y_train, y_test = (np.load(args.data / f"{name}.npy").astype(np.float32)[:, None] for name in ("y_train", "y_test"))
     if train.validation == "test":
         train_data, validation_data = (x_train, y_train), (x_test, y_test)
     else:
