@@ -65,7 +65,7 @@ def weight_histogram_rows(weights: dict[str, np.ndarray], bins: int = HISTOGRAM_
     return rows
 
 
-def test_rows(metrics: dict[str, dict]) -> list[dict]:
+def score_rows(metrics: dict[str, dict]) -> list[dict]:
     """The test scores of each model, for the bar chart and the report."""
     return [
         {"model": name, "test_bce": values["test_bce"], "test_accuracy": values["test_accuracy"],
@@ -172,7 +172,7 @@ def main() -> None:
             weights[name] = np.concatenate([arrays[key].ravel() for key in arrays.files
                                             if key.startswith("hidden_") and key.endswith("_kernel")])
 
-    curves, histogram, tests = curve_rows(histories), weight_histogram_rows(weights), test_rows(metrics)
+    curves, histogram, tests = curve_rows(histories), weight_histogram_rows(weights), score_rows(metrics)
     write_csv(args.out / "curves.csv", curves)
     write_csv(args.out / "weights.csv", histogram)
     write_csv(args.out / "test.csv", tests)

@@ -1,0 +1,63 @@
+"""The network: the notebook's layers, the regularizer only where it belongs, and training."""
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+
+from stages.model import TrainingError, build_model, make_regularizer, seed_everything, train_model
+from stages.params import RegularizerSpec
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (RegularizerSpec("none", 0.0), None),
+        (RegularizerSpec("l1", 0.001), {"l1": 0.001}),
+        (RegularizerSpec("l2", 0.002), {"l2": 0.002}),
+        (RegularizerSpec("l1_l2", 0.003), {"l1": 0.003, "l2": 0.003}),
+    ],
+)
+def test_regularizer_goes_on_the_hidden_layers_only(spec, expected):
+    model = build_model(num_words=100, hidden_units=(128, 128), spec=spec)
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    assert [(layer.name, layer.units, layer.activation.__name__) for layer in dense] == [
+        ("hidden_1", 128, "relu"), ("hidden_2", 128, "relu"), ("output", 1, "sigmoid"),
+    ]
+    for layer in dense[:2]:
+        config = layer.kernel_regularizer.get_config() if layer.kernel_regularizer else None
+        assert (config and {key: pytest.approx(value) for key, value in config.items()}) == (expected or None)
+    assert dense[2].kernel_regularizer is None
+
+
+def test_unknown_regularizer_is_a_value_error():
+    with pytest.raises(ValueError, match="'l3'"):
+        make_regularizer(RegularizerSpec("l3", 0.1))
+
+
+@pytest.fixture
+def tiny_data():
+    rng = np.random.default_rng(0)
+    x = (rng.random((64, 10)) < 0.3).astype(np.float32)
+    y = x[:, 4:5].copy()
+    return x, y
+
+
+def test_train_model_records_penalty_free_bce_per_epoch(tiny_data, default_params):
+    seed_everything(1)
+    params = dataclasses.replace(default_params.train, epochs=2, batch_size=16, hidden_units=(8,))
+    model = build_model(num_words=10, hidden_units=(8,), spec=RegularizerSpec("l2", 0.1))
+    history = train_model(model, train_data=tiny_data, validation_data=tiny_data, params=params)
+    assert {"loss", "bce", "accuracy", "val_loss", "val_bce", "val_accuracy"} <= set(history)
+    assert all(len(values) == 2 for values in history.values())
+    # The loss carries the L2 penalty; the BCE metric does not.
+    assert history["loss"][-1] > history["bce"][-1]
+
+
+def test_a_diverging_training_stops_with_a_clear_error(tiny_data, default_params):
+    seed_everything(1)
+    params = dataclasses.replace(default_params.train, epochs=3, batch_size=16, learning_rate=1e30, hidden_units=(8,))
+    model = build_model(num_words=10, hidden_units=(8,), spec=RegularizerSpec("none", 0.0))
+    with pytest.raises(TrainingError, match="lower train.learning_rate"):
+        train_model(model, train_data=tiny_data, validation_data=tiny_data, params=params)
