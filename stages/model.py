@@ -81,6 +81,7 @@ def train_model(
         optimizer=_optimizer(params.optimizer, params.learning_rate),
         loss=keras.losses.BinaryCrossentropy(),
         metrics=["accuracy", keras.metrics.BinaryCrossentropy(name="bce")],
+        steps_per_execution=params.steps_per_execution,
     )
     fitted = model.fit(
         *train_data,

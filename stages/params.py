@@ -47,6 +47,7 @@ class TrainParams:
     learning_rate: float
     validation: str | float  # "test", or the fraction of the training set held out
     seed: int
+    steps_per_execution: int
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,7 @@ def _train(raw: Any) -> TrainParams:
         learning_rate=_number(section["learning_rate"], "train.learning_rate", 0, above=True),
         validation=_validation(section["validation"]),
         seed=_integer(section["seed"], "train.seed", 0),
+        steps_per_execution=_integer(section["steps_per_execution"], "train.steps_per_execution", 1),
     )
 
 

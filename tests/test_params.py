@@ -24,7 +24,9 @@ def test_defaults_reproduce_the_notebook(default_params):
 
 def test_exponent_floats_are_numbers_as_dvc_reads_them():
     # `dvc exp run -S models.l1.rate=1e-4` writes 1e-4, which YAML 1.1 would read as a string.
-    params = parse_params(DEFAULT_TEXT.replace("l1: {regularizer: l1, rate: 0.001}", "l1: {regularizer: l1, rate: 1e-4}"))
+    params = parse_params(
+        DEFAULT_TEXT.replace("l1: {regularizer: l1, rate: 0.001}", "l1: {regularizer: l1, rate: 1e-4}")
+    )
     assert params.models["l1"].rate == pytest.approx(1e-4)
 
 
@@ -43,42 +45,80 @@ BAD_PARAMS = {
     "missing section": (_replace("evaluate:\n  zero_threshold: 0.001", ""), "missing key evaluate"),
     "missing key": (_replace("  seed: 42\n", ""), "missing key train.seed"),
     "unknown key (typo)": (_replace("  epochs: 20", "  epoch: 20"), "unknown key train.epoch"),
-    "string batch size": (_replace("batch_size: 500", 'batch_size: "500"'),
-                          "train.batch_size must be an integer >= 1, got '500'"),
+    "string batch size": (
+        _replace("batch_size: 500", 'batch_size: "500"'),
+        "train.batch_size must be an integer >= 1, got '500'",
+    ),
     "fractional epochs": (_replace("epochs: 20", "epochs: 2.5"), "train.epochs must be an integer >= 1, got 2.5"),
     "zero epochs": (_replace("epochs: 20", "epochs: 0"), "train.epochs must be an integer >= 1, got 0"),
-    "zero batch size": (_replace("batch_size: 500", "batch_size: 0"), "train.batch_size must be an integer >= 1, got 0"),
+    "zero steps per execution": (
+        _replace("steps_per_execution: 50", "steps_per_execution: 0"),
+        "train.steps_per_execution must be an integer >= 1, got 0",
+    ),
+    "zero batch size": (
+        _replace("batch_size: 500", "batch_size: 0"),
+        "train.batch_size must be an integer >= 1, got 0",
+    ),
     "boolean epochs": (_replace("epochs: 20", "epochs: true"), "train.epochs must be an integer >= 1, got True"),
-    "num_words in the reserved range": (_replace("num_words: 100", "num_words: 3"),
-                                        "data.num_words must be an integer >= 5, got 3"),
+    "num_words in the reserved range": (
+        _replace("num_words: 100", "num_words: 3"),
+        "data.num_words must be an integer >= 5, got 3",
+    ),
     "negative rate": (_replace("rate: 0.001}", "rate: -0.1}"), "models.l1.rate must be a finite number >= 0, got -0.1"),
     "infinite rate": (_replace("rate: 0.001}", "rate: .inf}"), "models.l1.rate must be a finite number >= 0, got inf"),
     "nan rate": (_replace("rate: 0.001}", "rate: .nan}"), "models.l1.rate must be a finite number >= 0, got nan"),
-    "zero learning rate": (_replace("learning_rate: 0.001", "learning_rate: 0"),
-                           "train.learning_rate must be a finite number > 0, got 0"),
-    "empty models": (_replace("models:\n  basic: {regularizer: none, rate: 0.0}\n  l1: {regularizer: l1, rate: 0.001}\n"
-                              "  l2: {regularizer: l2, rate: 0.001}", "models: {}"),
-                     "models must be a non-empty mapping of model names, got {}"),
-    "model name that is no stage name": (_replace("  l2: {", "  l2 strong: {"),
-                                         "models must be keyed by names of letters, digits, _ and -, got 'l2 strong'"),
-    "unknown regularizer": (_replace("regularizer: l2,", "regularizer: l3,"),
-                            "models.l2.regularizer must be one of none, l1, l2, l1_l2, got 'l3'"),
-    "unknown data source": (_replace("source: keras", "source: kaggle"),
-                            "data.source must be one of keras, aclimdb, got 'kaggle'"),
-    "unknown optimizer": (_replace("optimizer: adam", "optimizer: adamw"),
-                          "train.optimizer must be one of adam, rmsprop, sgd, got 'adamw'"),
-    "validation neither test nor a fraction": (_replace("validation: test", "validation: 1.5"),
-                                               "train.validation must be 'test' or a fraction between 0 and 1, got 1.5"),
-    "empty hidden units": (_replace("hidden_units: [128, 128]", "hidden_units: []"),
-                           "train.hidden_units must be a non-empty list of integers >= 1, got []"),
-    "data.url that does not exist": (_replace("url: null", "url: /no/such/archive.tar.gz"),
-                                     "data.url must be an http(s) URL or an existing file, got '/no/such/archive.tar.gz'"),
-    "http data.url without a checksum": (_replace("url: null", "url: https://example.org/imdb.npz"),
-                                         "data.sha256 must be set (64 hex digits) when data.url is an http(s) URL"),
-    "malformed checksum": (_replace("sha256: null", "sha256: abc"),
-                           "data.sha256 must be null or 64 lower-case hex digits, got 'abc'"),
-    "a section that is not a mapping": (_replace("evaluate:\n  zero_threshold: 0.001", "evaluate: 3"),
-                                        "evaluate must be a mapping, got 3"),
+    "zero learning rate": (
+        _replace("learning_rate: 0.001", "learning_rate: 0"),
+        "train.learning_rate must be a finite number > 0, got 0",
+    ),
+    "empty models": (
+        _replace(
+            "models:\n  basic: {regularizer: none, rate: 0.0}\n  l1: {regularizer: l1, rate: 0.001}\n"
+            "  l2: {regularizer: l2, rate: 0.001}",
+            "models: {}",
+        ),
+        "models must be a non-empty mapping of model names, got {}",
+    ),
+    "model name that is no stage name": (
+        _replace("  l2: {", "  l2 strong: {"),
+        "models must be keyed by names of letters, digits, _ and -, got 'l2 strong'",
+    ),
+    "unknown regularizer": (
+        _replace("regularizer: l2,", "regularizer: l3,"),
+        "models.l2.regularizer must be one of none, l1, l2, l1_l2, got 'l3'",
+    ),
+    "unknown data source": (
+        _replace("source: keras", "source: kaggle"),
+        "data.source must be one of keras, aclimdb, got 'kaggle'",
+    ),
+    "unknown optimizer": (
+        _replace("optimizer: adam", "optimizer: adamw"),
+        "train.optimizer must be one of adam, rmsprop, sgd, got 'adamw'",
+    ),
+    "validation neither test nor a fraction": (
+        _replace("validation: test", "validation: 1.5"),
+        "train.validation must be 'test' or a fraction between 0 and 1, got 1.5",
+    ),
+    "empty hidden units": (
+        _replace("hidden_units: [128, 128]", "hidden_units: []"),
+        "train.hidden_units must be a non-empty list of integers >= 1, got []",
+    ),
+    "data.url that does not exist": (
+        _replace("url: null", "url: /no/such/archive.tar.gz"),
+        "data.url must be an http(s) URL or an existing file, got '/no/such/archive.tar.gz'",
+    ),
+    "http data.url without a checksum": (
+        _replace("url: null", "url: https://example.org/imdb.npz"),
+        "data.sha256 must be set (64 hex digits) when data.url is an http(s) URL",
+    ),
+    "malformed checksum": (
+        _replace("sha256: null", "sha256: abc"),
+        "data.sha256 must be null or 64 lower-case hex digits, got 'abc'",
+    ),
+    "a section that is not a mapping": (
+        _replace("evaluate:\n  zero_threshold: 0.001", "evaluate: 3"),
+        "evaluate must be a mapping, got 3",
+    ),
 }
 
 
