@@ -1,24 +1,52 @@
 """What every stage's `__main__` shares: logging to the stage log and clean failures."""
 
 import logging
+import signal
 import sys
 from collections.abc import Callable
+from types import FrameType
+
+# Ctrl-C, and what `kill`, DVC's parent shell or a CI runner sends to stop a job.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class StageError(Exception):
     """A failure the user can fix (bad params, bad data, no network); shown without a traceback."""
 
 
+class Interrupted(BaseException):
+    """A stop signal arrived. A BaseException, so only `run` catches it, after every `finally` ran."""
+
+    def __init__(self, signal_number: int):
+        super().__init__(signal_number)
+        self.signal_number = signal_number
+
+
+def _raise_interrupted(signal_number: int, _frame: FrameType | None) -> None:
+    raise Interrupted(signal_number)
+
+
 def run(main: Callable[[], None]) -> None:
-    """Run a stage's `main()`; a `StageError` ends it with its message and exit code 1."""
+    """Run a stage's `main()`; a `StageError` ends it with its message and exit code 1.
+
+    SIGINT and SIGTERM unwind the stack like an exception, so temporary outputs are deleted
+    (see `stages.atomic`), and end the stage with one log line and the shell's code 128 + signal.
+    """
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
+    log = logging.getLogger("stages")
+    for signal_number in STOP_SIGNALS:
+        signal.signal(signal_number, _raise_interrupted)
     try:
         main()
     except StageError as error:
-        logging.getLogger("stages").error("%s", error)
+        log.error("%s", error)
         sys.exit(1)
+    except Interrupted as interruption:
+        name = signal.Signals(interruption.signal_number).name
+        log.error("stopped by %s; outputs not yet complete were deleted", name)
+        sys.exit(128 + interruption.signal_number)

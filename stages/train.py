@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from stages import cli
-from stages.atomic import atomic_path, save_array, write_json
+from stages.atomic import atomic_directory, save_array, write_json
 from stages.params import load_params
 
 log = logging.getLogger("stages.train")
@@ -59,13 +59,13 @@ def main() -> None:
     log.info("training %s (%s, rate %g) for %d epochs", args.model, spec.regularizer, spec.rate, train.epochs)
     history = train_model(model, train_data=train_data, validation_data=validation_data, params=train)
 
-    with atomic_path(args.out / "model.keras") as temporary:
-        model.save(temporary)
     weights = {f"{layer.name}_{weight.name}": weight.numpy() for layer in model.layers for weight in layer.weights}
-    with atomic_path(args.out / "weights.npz") as temporary:
-        np.savez(temporary, **weights)
-    save_array(args.out / "test_predictions.npy", model.predict(x_test, batch_size=train.batch_size, verbose=0)[:, 0])
-    write_json(args.out / "history.json", {"epoch": list(range(1, train.epochs + 1)), **history})
+    # The four files appear together or not at all: evaluate and plots never see a partial model.
+    with atomic_directory(args.out) as out:
+        model.save(out / "model.keras")
+        np.savez(out / "weights.npz", **weights)
+        save_array(out / "test_predictions.npy", model.predict(x_test, batch_size=train.batch_size, verbose=0)[:, 0])
+        write_json(out / "history.json", {"epoch": list(range(1, train.epochs + 1)), **history})
     last = {name: values[-1] for name, values in history.items()}
     log.info("%s: last val_bce %.4f, val_accuracy %.4f", args.model, last["val_bce"], last["val_accuracy"])
 

@@ -1,11 +1,17 @@
 """Shared fixtures: tiny datasets built by the tests themselves (no network, no real archive)."""
 
 import io
+import os
+import shutil
+import subprocess
+import sys
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from stages.params import Params, parse_params
 
@@ -64,3 +70,54 @@ def default_params() -> Params:
 @pytest.fixture
 def tiny_archive(tmp_path: Path) -> Path:
     return write_aclimdb_archive(tmp_path / "tiny_aclImdb.tar.gz", make_reviews(10))
+
+
+# What a copy of the pipeline needs to run with the real `dvc` (no data, models or caches).
+PIPELINE_FILES = ["stages", "dvc.yaml", "params.yaml", ".dvcignore", ".dvc/config", ".dvc/plots", ".dvc/.gitignore"]
+
+
+def pipeline_environment(repo: Path) -> dict[str, str]:
+    """The environment for `dvc` in a pipeline copy: stage commands' `python` is this interpreter."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "KERAS_HOME": str(repo / ".keras-home")}
+
+
+def run_in(repo: Path, *args: str) -> str:
+    """Run a command in `repo`, fail the test if it fails, and return its stdout and stderr."""
+    result = subprocess.run(args, cwd=repo, env=pipeline_environment(repo), capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 0, f"{args} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def run_dvc(repo: Path, *args: str) -> str:
+    return run_in(repo, sys.executable, "-m", "dvc", *args)
+
+
+def edit_params(repo: Path, edit: Callable[[dict], None]) -> None:
+    """Apply `edit` to the parsed params.yaml of `repo` and write it back."""
+    path = repo / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    edit(params)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def copy_pipeline(repo: Path, edit: Callable[[dict], None]) -> Path:
+    """Copy the pipeline into a new git repo at `repo`, with params changed by `edit`, all committed."""
+    for name in PIPELINE_FILES:
+        source, target = PROJECT_ROOT / name, repo / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, target)
+    edit_params(repo, edit)
+    run_in(repo, "git", "init", "-q")
+    run_in(repo, "git", "add", "-A")
+    run_in(repo, "git", "-c", "user.name=test", "-c", "user.email=test@example.org", "commit", "-qm", "pipeline")
+    return repo
+
+
+def stages_run(dvc_output: str) -> set[str]:
+    """The stages a `dvc repro` or `dvc exp run` output says it ran."""
+    return {line.split("'")[1] for line in dvc_output.splitlines() if line.startswith("Running stage '")}

@@ -1,5 +1,10 @@
 """The params loader: defaults parse, YAML 1.2 floats, and every bad value named by its key."""
 
+import os
+import re
+import subprocess
+import sys
+
 import pytest
 
 from stages.params import ParamsError, load_params, parse_params
@@ -133,3 +138,36 @@ def test_bad_params_fail_with_key_and_value(text, message):
 def test_missing_file_is_a_params_error(tmp_path):
     with pytest.raises(ParamsError, match="cannot read"):
         load_params(tmp_path / "params.yaml")
+
+
+# Each stage's command, as dvc.yaml runs it, and the outputs it would write.
+STAGE_COMMANDS = {
+    "fetch": ["stages.fetch", "--out", "data/raw"],
+    "encode": ["stages.encode", "--raw", "data/raw", "--out", "data/encoded"],
+    "train": ["stages.train", "--model", "l1", "--data", "data/encoded", "--out", "models/l1"],
+    "evaluate": ["stages.evaluate", "--model-dir", "models/l1", "--data", "data/encoded", "--out", "metrics/l1.json"],
+    "plots": ["stages.plots", "--models-dir", "models", "--metrics-dir", "metrics", "--out", "plots"],
+}
+EARLIER_OUTPUTS = ["data/raw/source.json", "data/encoded/x_train.npy", "models/l1/history.json", "metrics/l1.json",
+                   "plots/report.md"]
+# `python -X importtime` logs every module imported, one per line ending in `| <module name>`.
+HEAVY_IMPORT = re.compile(r"\|\s*(tensorflow|keras)$", re.MULTILINE)
+
+
+@pytest.mark.parametrize("stage", STAGE_COMMANDS)
+def test_a_stage_with_bad_params_exits_before_importing_tensorflow_and_touches_nothing(tmp_path, stage):
+    (tmp_path / "params.yaml").write_text(_replace("rate: 0.001}", "rate: -0.1}"))
+    for name in EARLIER_OUTPUTS:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(f"an earlier run's {name}")
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", *STAGE_COMMANDS[stage]],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 1
+    assert "params.yaml: models.l1.rate must be a finite number >= 0, got -0.1" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert HEAVY_IMPORT.search(result.stderr) is None
+    assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
