@@ -6,68 +6,88 @@ Writes: `<out>/<source file>` (`imdb.npz` or `aclImdb_v1.tar.gz`) and `<out>/sou
 
 Downloads go through a user-level cache (Keras' own, `~/.keras/datasets` or
 `$KERAS_HOME/datasets`), so a machine that already has the file checks it instead
-of fetching it again.
+of fetching it again. A download is written under a temporary name and renamed only
+once its checksum matches, so a failed or cut-short one never looks finished.
 """
 
 import argparse
-import hashlib
 import http.client
 import logging
 import os
+import re
 import shutil
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 from stages import cli
 from stages.atomic import atomic_path, write_json
 from stages.params import load_params
-from stages.sources import SOURCES, Source
+from stages.sources import CHUNK_BYTES, SOURCE_RECORD, SOURCES, Source, sha256_of
 
 log = logging.getLogger("stages.fetch")
 
-CHUNK_BYTES = 1 << 20
-TIMEOUT_SECONDS = 30.0
-ATTEMPTS = 3
-BACKOFF_SECONDS = 2.0
+# Progress is logged every tenth of a download, but not more often than every megabyte (a small file
+# gets no progress lines), and every 10 MB when the server does not say how big the body is.
+MIN_PROGRESS_STEP_BYTES = 1_000_000
+UNKNOWN_SIZE_STEP_BYTES = 10_000_000
+# Request Timeout and Too Many Requests are worth another try; other 4xx answers will not change.
+RETRIED_CLIENT_ERRORS = frozenset({408, 429})
+# A cache file name taken from a URL: no separators, no leading dot, so it stays inside the cache.
+CACHE_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+USE_A_LOCAL_COPY = "To use a copy you already have, set data.url to its path (and data.sha256 to pin it)."
 
 
 class FetchError(cli.StageError):
     """The data could not be fetched or did not verify."""
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
+@dataclass(frozen=True)
+class DownloadPolicy:
+    """How patient a download is; a dead network fails in at most about attempts × timeout + the waits.
+
+    Attributes:
+        timeout_seconds: the wait for the connection and for each read.
+        attempts: tries in all.
+        backoff_seconds: the wait before the second try; it doubles before each further one.
+    """
+
+    timeout_seconds: float = 30.0
+    attempts: int = 3
+    backoff_seconds: float = 2.0
+
+
+DEFAULT_POLICY = DownloadPolicy()
 
 
 class _Progress:
-    """Logs a download every tenth of the way (or every 10 MB when the size is unknown).
+    """Logs a download's bytes and rate every tenth of the way (see the step constants above).
 
-    Stage logs are files, not terminals: a line per step keeps them short.
+    Stage logs are files, not terminals: at most ten lines per download keep them readable.
     """
 
     def __init__(self, url: str, total: int | None):
         self.url, self.total, self.done = url, total, 0
-        self.step = total // 10 if total else 10 * CHUNK_BYTES
-        self.next_report = self.step
+        self.step = max(total // 10, MIN_PROGRESS_STEP_BYTES) if total else UNKNOWN_SIZE_STEP_BYTES
         self.started = time.monotonic()
 
     def update(self, size: int) -> None:
-        self.done += size
-        if self.done >= self.next_report:
-            self.next_report += self.step
+        before, self.done = self.done, self.done + size
+        # One line per step boundary crossed, however the body arrives in chunks.
+        if self.done // self.step > before // self.step:
             self.report()
 
     def report(self) -> None:
         seconds = max(time.monotonic() - self.started, 1e-6)
-        of_total = f" of {self.total / 1e6:.1f}" if self.total else ""
-        log.info("%s: %.1f%s MB, %.1f MB/s", self.url, self.done / 1e6, of_total, self.done / 1e6 / seconds)
+        rate = self.done / 1e6 / seconds
+        if self.total:
+            share = 100 * self.done // self.total
+            log.info("%s: %.1f of %.1f MB (%d%%), %.1f MB/s", self.url, self.done / 1e6, self.total / 1e6, share, rate)
+        else:
+            log.info("%s: %.1f MB, %.1f MB/s", self.url, self.done / 1e6, rate)
 
 
 def _download_once(url: str, destination: Path, timeout: float) -> None:
@@ -81,45 +101,40 @@ def _download_once(url: str, destination: Path, timeout: float) -> None:
             raise http.client.IncompleteRead(b"", progress.total - progress.done)
 
 
-def download(
-    url: str,
-    destination: Path,
-    *,
-    timeout: float = TIMEOUT_SECONDS,
-    attempts: int = ATTEMPTS,
-    backoff_seconds: float = BACKOFF_SECONDS,
-) -> None:
-    """Stream `url` into `destination`, retrying network errors, HTTP 5xx and short bodies.
+def _problem(error: Exception) -> str:
+    """What went wrong with one attempt, in a few words for the log and the final message."""
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code} {error.reason}"
+    if isinstance(error, http.client.IncompleteRead):
+        return f"the body was cut short ({error.expected} bytes missing)"
+    return str(getattr(error, "reason", error))
+
+
+def download(url: str, destination: Path, policy: DownloadPolicy = DEFAULT_POLICY) -> None:
+    """Stream `url` into `destination`, retrying network errors, HTTP 5xx, 408, 429 and short bodies.
 
     Args:
         url: an http(s) or file URL.
         destination: the file to write; left incomplete on failure (callers write to a temp name).
-        timeout: seconds to wait for the connection and for each read.
-        attempts: tries in all; the wait between them doubles from `backoff_seconds`.
-        backoff_seconds: the first wait between tries.
+        policy: timeout, number of attempts and backoff.
 
     Raises:
-        FetchError: an HTTP 4xx, or every attempt failed; the message names the URL.
+        FetchError: another HTTP 4xx, or every attempt failed; the message names the URL.
     """
-    for attempt in range(1, attempts + 1):
+    for attempt in range(1, policy.attempts + 1):
         try:
-            _download_once(url, destination, timeout)
+            _download_once(url, destination, policy.timeout_seconds)
             return
         except urllib.error.HTTPError as error:
-            if error.code < 500:
-                raise FetchError(f"cannot download {url}: HTTP {error.code} {error.reason}") from None
-            problem = f"HTTP {error.code} {error.reason}"
-        except http.client.IncompleteRead as error:
-            problem = f"the body was cut short ({error.expected} bytes missing)"
+            if error.code < 500 and error.code not in RETRIED_CLIENT_ERRORS:
+                raise FetchError(f"cannot download {url}: {_problem(error)}. {USE_A_LOCAL_COPY}") from None
+            problem = _problem(error)
         except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
-            problem = str(getattr(error, "reason", error))
-        log.warning("attempt %d of %d to download %s failed: %s", attempt, attempts, url, problem)
-        if attempt < attempts:
-            time.sleep(backoff_seconds * 2 ** (attempt - 1))
-    raise FetchError(
-        f"cannot download {url} after {attempts} attempts: {problem}. "
-        "To use a copy you already have, set data.url to its path (and data.sha256 to pin it)."
-    )
+            problem = _problem(error)
+        log.warning("attempt %d of %d to download %s failed: %s", attempt, policy.attempts, url, problem)
+        if attempt < policy.attempts:
+            time.sleep(policy.backoff_seconds * 2 ** (attempt - 1))
+    raise FetchError(f"cannot download {url} after {policy.attempts} attempts: {problem}. {USE_A_LOCAL_COPY}")
 
 
 def keras_cache_dir() -> Path:
@@ -131,47 +146,82 @@ def _local_path(url: str) -> Path | None:
     parsed = urlparse(url)
     if parsed.scheme in ("http", "https"):
         return None
-    return Path(parsed.path if parsed.scheme == "file" else url)
+    return Path(urllib.request.url2pathname(parsed.path) if parsed.scheme == "file" else url)
 
 
-def _check_digest(what: str, expected: str | None, actual: str) -> None:
-    if expected is not None and actual != expected:
-        raise FetchError(f"checksum mismatch for {what}: expected sha256 {expected}, got {actual}")
+def _verify_local(path: Path, sha256: str | None) -> str:
+    if not path.is_file():
+        raise FetchError(f"data.url {path} is not a file")
+    actual = sha256_of(path)
+    if sha256 is not None and actual != sha256:
+        raise FetchError(
+            f"checksum mismatch for {path}: expected sha256 {sha256}, got {actual}. "
+            "Point data.url at the right file, or correct data.sha256."
+        )
+    return actual
 
 
-def fetch_file(*, url: str, sha256: str | None, cache_dir: Path) -> tuple[Path, str]:
+def _cache_file(url: str, cache_dir: Path) -> Path:
+    """Where the download of `url` is cached, once `cache_dir` exists."""
+    name = Path(urlparse(url).path).name
+    if not CACHE_FILE_NAME.fullmatch(name):
+        raise FetchError(f"data.url {url} does not end in a file name to cache the download under")
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise FetchError(
+            f"cannot create the download cache {cache_dir}: {error.strerror}. Set KERAS_HOME to a writable directory."
+        ) from None
+    return cache_dir / name
+
+
+def _cached(cached: Path, sha256: str) -> bool:
+    """Whether `cached` is already the wanted file; a cached file with another checksum is deleted."""
+    if not cached.is_file():
+        return False
+    actual = sha256_of(cached)
+    if actual == sha256:
+        log.info("using %s (cached, sha256 verified)", cached)
+        return True
+    log.warning("cached %s has sha256 %s, not %s: deleting it and downloading again", cached, actual, sha256)
+    cached.unlink()
+    return False
+
+
+def fetch_file(
+    *, url: str, sha256: str | None, cache_dir: Path, policy: DownloadPolicy = DEFAULT_POLICY
+) -> tuple[Path, str]:
     """Find or download the file at `url` and verify it.
 
     Args:
         url: an http(s) URL, a `file://` URL or a local path.
-        sha256: the expected digest; None accepts a local file as it is (its digest is returned).
+        sha256: the expected digest; required for http(s), while None accepts a local file as it is.
         cache_dir: where downloads are kept between runs.
+        policy: how patiently to download.
 
     Returns:
         The verified file and its SHA-256.
 
     Raises:
         FetchError: the download failed, or the file does not match `sha256`.
+        ValueError: an http(s) URL without `sha256`.
     """
     local = _local_path(url)
     if local is not None:
-        if not local.is_file():
-            raise FetchError(f"data.url {url} is not a file")
-        actual = sha256_of(local)
-        _check_digest(str(local), sha256, actual)
-        return local, actual
-    cached = cache_dir / Path(urlparse(url).path).name
-    if cached.is_file():
-        actual = sha256_of(cached)
-        if actual == sha256:
-            log.info("using %s (cached, sha256 verified)", cached)
-            return cached, actual
-        log.warning("cached %s has sha256 %s, not %s: downloading again", cached, actual, sha256)
+        return local, _verify_local(local, sha256)
+    if sha256 is None:
+        raise ValueError(f"an http(s) URL needs a sha256 to verify the download against: {url}")
+    cached = _cache_file(url, cache_dir)
+    if _cached(cached, sha256):
+        return cached, sha256
     with atomic_path(cached) as temporary:
-        log.info("downloading %s", url)
-        download(url, temporary)
+        log.info("downloading %s to %s", url, cached)
+        download(url, temporary, policy)
         actual = sha256_of(temporary)
-        _check_digest(f"{url} (the download was deleted)", sha256, actual)
+        if actual != sha256:
+            raise FetchError(
+                f"checksum mismatch for {url}: expected sha256 {sha256}, got {actual}. The download was deleted."
+            )
     return cached, actual
 
 
@@ -194,7 +244,7 @@ def main() -> None:
     with atomic_path(args.out / source.filename) as temporary:
         shutil.copyfile(found, temporary)
     write_json(
-        args.out / "source.json",
+        args.out / SOURCE_RECORD,
         {"source": source.name, "url": url, "sha256": digest, "bytes": found.stat().st_size},
     )
     log.info("wrote %s (sha256 %s)", args.out / source.filename, digest)

@@ -1,6 +1,12 @@
-"""Where each IMDB source comes from and what its file is called in `data/raw/`."""
+"""Where each IMDB source comes from, what its file is called in `data/raw/`, and how files are checked."""
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
+
+CHUNK_BYTES = 1 << 20
+# What `fetch` writes beside the raw file: where it came from and its SHA-256, which `encode` checks.
+SOURCE_RECORD = "source.json"
 
 
 @dataclass(frozen=True)
@@ -27,3 +33,12 @@ SOURCES = {
         filename="aclImdb_v1.tar.gz",
     ),
 }
+
+
+def sha256_of(path: Path) -> str:
+    """The hex SHA-256 of a file, read in chunks so a large archive never sits in memory."""
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
