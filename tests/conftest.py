@@ -62,6 +62,25 @@ def write_keras_npz(path: Path, x_train: list, y_train: list, x_test: list, y_te
     return path
 
 
+def extend_archive(
+    source: Path, target: Path, files: dict[str, bytes], symlinks: dict[str, str] | None = None
+) -> Path:
+    """A copy of the .tar.gz `source` with more members: regular `files` and `symlinks` (name -> link target).
+
+    Names are stored exactly as given, so tests can add unsafe ones such as `../evil.txt`.
+    """
+    with tarfile.open(source) as original, tarfile.open(target, "w:gz") as archive:
+        for member in original:
+            archive.addfile(member, original.extractfile(member))
+        for name, data in files.items():
+            add_member(archive, name, data)
+        for name, link in (symlinks or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, link
+            archive.addfile(info)
+    return target
+
+
 @pytest.fixture
 def default_params() -> Params:
     return parse_params((PROJECT_ROOT / "params.yaml").read_text())
