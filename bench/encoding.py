@@ -1,0 +1,28 @@
+"""The encode stage's multi-hot step against the notebook's per-row loop, on the same index sequences."""
+
+import time
+from pathlib import Path
+
+from bench.notebook import as_lists, read_ranked, sequences_shaping
+from stages.encode import keras_indices, multi_hot
+
+
+def _seconds(function, *args) -> float:
+    started = time.perf_counter()
+    function(*args)
+    return time.perf_counter() - started
+
+
+def compare_encoders(archive: Path, widths: tuple[int, ...]) -> dict[int, dict[str, float]]:
+    """Seconds to multi-hot encode both splits at each width, and the notebook's loop at the first width.
+
+    Reading and tokenizing, the same for both, happen once and are not timed.
+    """
+    ranked = [ranks for ranks, _ in read_ranked(archive).values()]
+    results = {}
+    for width in widths:
+        indices = [keras_indices(split_ranks, width) for split_ranks in ranked]
+        results[width] = {"pipeline_seconds": sum(_seconds(multi_hot, split, width) for split in indices)}
+    lists = [as_lists(keras_indices(split_ranks, widths[0])) for split_ranks in ranked]
+    results[widths[0]]["notebook_seconds"] = sum(_seconds(sequences_shaping, split, widths[0]) for split in lists)
+    return results

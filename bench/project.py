@@ -1,0 +1,115 @@
+"""Fresh copies of the project to run the real `dvc` in, and what to compare between two runs.
+
+Shared by the benchmark and by the tests of `stages.parallel` and of the benchmark: a copy
+holds what a clone of the working tree holds (no data, models, dvc.lock or DVC cache), as a
+new git repository, so every run starts from an empty cache and workspace.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_FILES = ["stages", "bench", "dvc.yaml", "params.yaml", ".dvcignore", ".dvc/config", ".dvc/plots",
+                 ".dvc/.gitignore"]
+# Keras writes the time of saving into model.keras (its metadata and zip entry dates), so two
+# otherwise identical trainings differ in that file alone, and so do the hashes of its directory.
+TIMESTAMPED_FILES = frozenset({"model.keras"})
+
+
+def project_env(**extra: str) -> dict[str, str]:
+    """The environment to run `dvc` in: stage commands call `python`, so make it this interpreter."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **extra}
+
+
+def run(repo: Path, *args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run a command in `repo`, capturing its output and leaving the exit code to the caller."""
+    return subprocess.run(args, cwd=repo, env=env or project_env(), capture_output=True, text=True, check=False)
+
+
+def dvc(repo: Path, *args: str) -> str:
+    """Run `dvc <args>` in `repo`; returns its output and raises if it fails."""
+    result = run(repo, sys.executable, "-m", "dvc", *args)
+    if result.returncode != 0:
+        raise RuntimeError(f"dvc {' '.join(args)} failed in {repo}:\n{result.stdout}\n{result.stderr}")
+    return result.stdout + result.stderr
+
+
+def stages_run(output: str) -> list[str]:
+    """The stages a `dvc repro` ran, in order, read from its output."""
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")]
+
+
+def set_params(repo: Path, values: Mapping[str, Any]) -> None:
+    """Set dotted keys of `repo`'s params.yaml, e.g. {"models.l1.rate": 0.002}."""
+    path = repo / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for dotted, value in values.items():
+        *parents, key = dotted.split(".")
+        section = params
+        for parent in parents:
+            section = section[parent]
+        section[key] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def copy_project(destination: Path, params: Mapping[str, Any] = ()) -> Path:
+    """Copy the project's files into a new git repository at `destination`, with `params` set and committed."""
+    for name in PROJECT_FILES:
+        source, target = PROJECT_ROOT / name, destination / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "results"))
+        else:
+            shutil.copy2(source, target)
+    set_params(destination, dict(params))
+    for command in (["init", "-q"], ["add", "-A"],
+                    ["-c", "user.name=bench", "-c", "user.email=bench@example.org", "commit", "-qm", "copy"]):
+        subprocess.run(["git", *command], cwd=destination, check=True, capture_output=True)
+    return destination
+
+
+def _files(directory: Path) -> dict[Path, bytes]:
+    return {path.relative_to(directory): path.read_bytes() for path in directory.rglob("*") if path.is_file()}
+
+
+def differ_only_in_timestamped_files(first: Path, second: Path) -> bool:
+    """Whether two directories hold the same files with the same bytes, except files Keras stamps with a time."""
+    if not (first.is_dir() and second.is_dir()):
+        return False
+    files_first, files_second = _files(first), _files(second)
+    if files_first.keys() != files_second.keys():
+        return False
+    changed = [name for name in files_first if files_first[name] != files_second[name]]
+    return all(name.name in TIMESTAMPED_FILES for name in changed)
+
+
+def lock_differences(first: Path, second: Path) -> list[str]:
+    """How the dvc.lock of two repos differ, beyond the hashes of directories whose only change is model.keras.
+
+    Both workspaces must hold the outputs their dvc.lock records (as after `dvc repro`).
+
+    Returns:
+        One line per difference (stage order, a stage's entry); empty when the locks match.
+    """
+    stages_first = yaml.safe_load((first / "dvc.lock").read_text())["stages"]
+    stages_second = yaml.safe_load((second / "dvc.lock").read_text())["stages"]
+    if list(stages_first) != list(stages_second):
+        return [f"stage order: {list(stages_first)} != {list(stages_second)}"]
+    differences = []
+    for name, entry in stages_first.items():
+        other = stages_second[name]
+        for kind in ("deps", "outs"):
+            for item, other_item in zip(entry.get(kind, []), other.get(kind, []), strict=False):
+                if item.get("md5") != other_item.get("md5") and differ_only_in_timestamped_files(
+                        first / item["path"], second / other_item["path"]):
+                    other_item["md5"] = item["md5"]
+        if entry != other:
+            differences.append(f"{name}: {entry} != {other}")
+    return differences

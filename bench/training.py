@@ -1,0 +1,115 @@
+"""Training throughput: the train stage's `train_model` against a bare `model.fit`, and the options tried.
+
+Every variant trains the same network (`stages.model.build_model`, same seed) on the same
+arrays in this one process, so TensorFlow's start-up is paid once and left out; each is
+timed from `compile` to the end of `fit`, and its validation losses are compared with the
+bare fit's, which is the reference for "equivalent results".
+
+Run from a project copy whose `data/encoded/` exists (params from its params.yaml):
+    python -m bench.training --data data/encoded --model l2 --out training.json
+"""
+
+import argparse
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from stages.params import load_params
+
+Arrays = tuple[np.ndarray, np.ndarray]
+
+
+def load_encoded(data_dir: Path) -> tuple[Arrays, Arrays]:
+    """The training and test arrays as the train stage feeds them: float32 rows, (N, 1) targets."""
+    x_train, x_test = (np.load(data_dir / f"{name}.npy").astype(np.float32) for name in ("x_train", "x_test"))
+    y_train, y_test = (np.load(data_dir / f"{name}.npy").astype(np.float32)[:, None] for name in ("y_train", "y_test"))
+    return (x_train, y_train), (x_test, y_test)
+
+
+def bare_fit(model, train_data: Arrays, validation_data: Arrays, params, *, steps_per_execution: int = 1,
+             jit_compile: bool = False, dataset: bool = False) -> dict[str, list[float]]:
+    """`compile` and `fit` as anyone would write them; the keyword arguments are the options under test.
+
+    With `dataset`, the arrays go in as a `tf.data` pipeline (shuffled each epoch, batched, prefetched)
+    instead of as NumPy arrays.
+    """
+    import keras
+    import tensorflow as tf
+
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=params.learning_rate),
+                  loss=keras.losses.BinaryCrossentropy(),
+                  metrics=["accuracy", keras.metrics.BinaryCrossentropy(name="bce")],
+                  steps_per_execution=steps_per_execution, jit_compile=jit_compile)
+    if not dataset:
+        fitted = model.fit(*train_data, epochs=params.epochs, batch_size=params.batch_size,
+                           validation_data=validation_data, verbose=0)
+        return fitted.history
+    train = (tf.data.Dataset.from_tensor_slices(train_data).shuffle(len(train_data[1]), seed=params.seed)
+             .batch(params.batch_size).prefetch(tf.data.AUTOTUNE))
+    validation = tf.data.Dataset.from_tensor_slices(validation_data).batch(params.batch_size).prefetch(tf.data.AUTOTUNE)
+    return model.fit(train, epochs=params.epochs, validation_data=validation, verbose=0).history
+
+
+def variants(params) -> dict[str, Callable]:
+    """Each option to time, as a function of (model, train_data, validation_data)."""
+    from stages.model import train_model
+
+    def pipeline(steps: int) -> Callable:
+        chosen = dataclasses.replace(params, steps_per_execution=steps)
+        return lambda model, train, validation: train_model(model, train_data=train, validation_data=validation,
+                                                            params=chosen)
+
+    def bare(**options) -> Callable:
+        return lambda model, train, validation: bare_fit(model, train, validation, params, **options)
+
+    spe = params.steps_per_execution
+    return {
+        "bare model.fit": bare(),
+        f"train stage (steps_per_execution={spe})": pipeline(spe),
+        "train stage (steps_per_execution=1)": pipeline(1),
+        f"bare, steps_per_execution={spe}, jit_compile": bare(steps_per_execution=spe, jit_compile=True),
+        f"bare, steps_per_execution={spe}, tf.data": bare(steps_per_execution=spe, dataset=True),
+    }
+
+
+def time_variants(data_dir: Path, model_name: str) -> list[dict]:
+    """Train `model_name` once per variant; samples/s and the largest val_loss difference from the first."""
+    from stages.model import build_model, seed_everything
+
+    params = load_params()
+    train_data, validation_data = load_encoded(data_dir)
+    results = []
+    for name, fit in variants(params.train).items():
+        seed_everything(params.train.seed)
+        model = build_model(num_words=train_data[0].shape[1], hidden_units=params.train.hidden_units,
+                            spec=params.models[model_name])
+        started = time.perf_counter()
+        history = fit(model, train_data, validation_data)
+        seconds = time.perf_counter() - started
+        val_loss = np.array(history["val_loss"])
+        reference = results[0]["val_loss"] if results else val_loss
+        results.append({
+            "variant": name,
+            "seconds": round(seconds, 3),
+            "samples_per_second": round(params.train.epochs * len(train_data[1]) / seconds),
+            "max_val_loss_difference": float(np.abs(val_loss - np.array(reference)).max()),
+            "val_loss": val_loss.tolist(),
+        })
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Time the train stage's fit against a bare model.fit.")
+    parser.add_argument("--data", type=Path, required=True, help="directory of the encoded arrays")
+    parser.add_argument("--model", required=True, help="a key of the models section of params.yaml")
+    parser.add_argument("--out", type=Path, required=True, help="JSON file for the results")
+    args = parser.parse_args()
+    args.out.write_text(json.dumps(time_variants(args.data, args.model), indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""`python -m stages.parallel`: the trainings at the same time, with DVC's bookkeeping as if run one by one.
+
+Two copies of the project run on a tiny archive, one with a plain `dvc repro`, one with the
+parallel command; their dvc.lock, .gitignore files and metrics must match. Then a training that
+diverges must be reported while the other one is recorded.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.project import copy_project, dvc, lock_differences, run, set_params, stages_run
+from stages.parallel import ParallelError, plan_group
+from tests.conftest import make_reviews, write_aclimdb_archive
+
+MODELS = {"basic": {"regularizer": "none", "rate": 0.0}, "l2": {"regularizer": "l2", "rate": 0.001}}
+
+
+def _parallel(repo: Path, *args: str):
+    return run(repo, sys.executable, "-m", "stages.parallel", *args)
+
+
+@pytest.fixture(scope="module")
+def repos(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("parallel")
+    archive = write_aclimdb_archive(root / "tiny_aclImdb.tar.gz", make_reviews(10))
+    params = {"data.source": "aclimdb", "data.url": str(archive), "train.epochs": 1, "train.batch_size": 10,
+              "train.hidden_units": [8], "models": MODELS}
+    repos = {name: copy_project(root / name, params) for name in ("sequential", "parallel")}
+    dvc(repos["sequential"], "repro")
+    result = _parallel(repos["parallel"], "--jobs", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    (repos["parallel"] / "parallel.log").write_text(result.stdout + result.stderr)
+    return repos
+
+
+def test_the_trainings_ran_together_then_the_rest(repos):
+    output = (repos["parallel"] / "parallel.log").read_text()
+    assert "running train@basic, train@l2, 2 at a time" in output
+    assert stages_run(output) == ["fetch", "encode", "evaluate@basic", "evaluate@l2", "plots"]
+    for stage in ("train@basic", "train@l2"):
+        assert "Running stage" in (repos["parallel"] / ".dvc/tmp/parallel" / f"{stage}.log").read_text()
+
+
+def test_dvc_lock_gitignore_and_metrics_match_a_sequential_run(repos):
+    sequential, parallel = repos["sequential"], repos["parallel"]
+    assert lock_differences(sequential, parallel) == []
+    for name in ("models/.gitignore", "data/.gitignore", "metrics/basic.json", "metrics/l2.json", "plots/test.csv"):
+        assert (sequential / name).read_bytes() == (parallel / name).read_bytes(), name
+
+
+def test_a_plain_repro_afterwards_runs_nothing(repos):
+    output = dvc(repos["parallel"], "repro")
+    assert stages_run(output) == []
+    assert "Data and pipelines are up to date" in output
+
+
+def test_a_diverging_training_is_reported_and_the_other_one_recorded(repos):
+    repo = repos["parallel"]
+    # A penalty this large makes the loss infinite at once, so train raises TrainingError.
+    set_params(repo, {"models.l2.rate": 1e38, "models.basic.rate": 0.5})
+    result = _parallel(repo)
+    assert result.returncode == 1
+    assert "train@l2 failed" in result.stderr
+    assert "the loss became NaN or infinite" in result.stderr  # the end of its log, shown
+    assert "train@basic done" in result.stderr
+    changed = json.loads(dvc(repo, "status", "--json"))
+    assert "train@l2" in changed and "train@basic" not in changed
+    assert "evaluate@basic" in changed  # the rest of the pipeline waits for the fix
+
+
+def _graph(**upstream: str) -> dict[str, set[str]]:
+    return {stage: set(names.split()) for stage, names in upstream.items()}
+
+
+def test_plan_group_finds_the_members_and_their_upstream():
+    graph = _graph(fetch="", encode="fetch", **{"train@a": "encode", "train@b": "encode", "plots": "train@a train@b"})
+    assert plan_group(graph, "train") == (["train@a", "train@b"], ["encode"])
+
+
+def test_plan_group_refuses_members_that_depend_on_each_other():
+    graph = _graph(encode="", **{"train@a": "encode", "train@b": "train@a"})
+    with pytest.raises(ParallelError, match="train@b depends on train@a"):
+        plan_group(graph, "train")
+
+
+def test_plan_group_refuses_a_group_that_is_not_there():
+    with pytest.raises(ParallelError, match="no foreach stages named fit@"):
+        plan_group(_graph(train="", plots="train"), "fit")
