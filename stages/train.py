@@ -52,7 +52,7 @@ def main() -> None:
     else:
         train_data, validation_data = split_validation(x_train, y_train, train.validation, train.seed)
 
-    from stages.model import build_model, seed_everything, train_model
+    from stages.model import build_model, predict_probabilities, seed_everything, train_model
 
     seed_everything(train.seed)
     model = build_model(num_words=x_train.shape[1], hidden_units=train.hidden_units, spec=spec)
@@ -64,7 +64,7 @@ def main() -> None:
     with atomic_directory(args.out) as out:
         model.save(out / "model.keras")
         np.savez(out / "weights.npz", **weights)
-        save_array(out / "test_predictions.npy", model.predict(x_test, batch_size=train.batch_size, verbose=0)[:, 0])
+        save_array(out / "test_predictions.npy", predict_probabilities(model, x_test))
         write_json(out / "history.json", {"epoch": list(range(1, train.epochs + 1)), **history})
     last = {name: values[-1] for name, values in history.items()}
     log.info("%s: last val_bce %.4f, val_accuracy %.4f", args.model, last["val_bce"], last["val_accuracy"])

@@ -136,3 +136,15 @@ def test_the_markdown_report_shows_targets_and_ratios():
     assert "| cold `python -m stages.parallel -j 2` (trainings at once) | 40.0 | 0.80 |" in table
     assert "| `train@l1` | 1.0 | 100 | yes | 1.0 |" in table
     assert "1-minute load average 1.0 before the run, 2.0 after" in table
+
+
+def test_the_train_stage_predicts_in_one_call_what_model_predict_gives():
+    """The speed change in stages.train: one forward pass instead of `model.predict`, the same probabilities."""
+    from stages.model import build_model, predict_probabilities, seed_everything
+    from stages.params import RegularizerSpec
+
+    seed_everything(0)
+    model = build_model(num_words=50, hidden_units=(16, 16), spec=RegularizerSpec("l2", 0.001))
+    x = np.random.default_rng(0).integers(0, 2, size=(1234, 50)).astype(np.float32)
+    expected = model.predict(x, batch_size=500, verbose=0)[:, 0]
+    np.testing.assert_allclose(predict_probabilities(model, x), expected, rtol=0, atol=1e-6)
