@@ -22,8 +22,7 @@ from matplotlib.image import imread
 from stages.atomic import write_csv
 from stages.params import parse_params
 from stages.plots import curve_rows, score_rows, weight_histogram_rows
-from tests.conftest import PROJECT_ROOT
-from tests.test_pipeline import PROJECT_FILES, _dvc, _run
+from tests.conftest import PROJECT_ROOT, copy_pipeline, run_dvc, run_in
 
 WINDOW_WIDTH, WINDOW_HEIGHT = 1400, 2400
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -94,25 +93,17 @@ def chromium() -> str:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     """The project's DVC files, with plot data committed and different plot data in the workspace."""
-    repo = tmp_path_factory.mktemp("plots_page")
-    for name in PROJECT_FILES:
-        source, target = PROJECT_ROOT / name, repo / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, target)
+    repo = copy_pipeline(tmp_path_factory.mktemp("plots_page") / "project", edit=lambda params: None)
     _write_plot_data(repo / "plots", seed=0)
-    _run(repo, "git", "init", "-q")
-    _run(repo, "git", "add", "-A")
-    _run(repo, "git", "-c", "user.name=test", "-c", "user.email=test@example.org", "commit", "-qm", "plots")
+    run_in(repo, "git", "add", "-A")
+    run_in(repo, "git", "-c", "user.name=test", "-c", "user.email=test@example.org", "commit", "-qm", "plots")
     _write_plot_data(repo / "plots", seed=1)
     return repo
 
 
 def _render(repo: Path, command: str) -> Path:
     output_dir = repo.parent / f"{command}_page"
-    _dvc(repo, "plots", command, "-o", str(output_dir))
+    run_dvc(repo, "plots", command, "-o", str(output_dir))
     return output_dir / "index.html"
 
 
