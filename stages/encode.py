@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from stages import cli
-from stages.atomic import save_array, write_text
+from stages.atomic import atomic_directory, save_array, write_text
 from stages.params import FIRST_WORD_INDEX, load_params
 from stages.sources import CHUNK_BYTES, SOURCE_RECORD, SOURCES, sha256_of
 
@@ -314,6 +314,12 @@ def verified_raw_file(raw_dir: Path, filename: str) -> Path:
     return raw_file
 
 
+def vocabulary_tsv(vocabulary: list[tuple[str, int]]) -> str:
+    """The indexed words as a table: Keras index, word, training-set count."""
+    lines = [f"{rank + FIRST_WORD_INDEX - 1}\t{word}\t{count}" for rank, (word, count) in enumerate(vocabulary, 1)]
+    return "index\tword\tcount\n" + "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Encode raw IMDB data as multi-hot arrays.")
     parser.add_argument("--raw", type=Path, required=True, help="directory written by the fetch stage")
@@ -322,6 +328,7 @@ def main() -> None:
 
     data = load_params().data
     raw_file = verified_raw_file(args.raw, SOURCES[data.source].filename)
+    vocabulary = None
     if data.source == "keras":
         arrays = encode_keras(read_keras_npz(raw_file), data.num_words)
     else:
@@ -330,10 +337,11 @@ def main() -> None:
         if len(vocabulary) < data.num_words - FIRST_WORD_INDEX:
             log.info("data.num_words=%d is more than the %d training words + %d reserved indices: "
                      "the last columns are all zero", data.num_words, len(vocabulary), FIRST_WORD_INDEX)
-        lines = [f"{rank + FIRST_WORD_INDEX - 1}\t{word}\t{count}" for rank, (word, count) in enumerate(vocabulary, 1)]
-        write_text(args.out / "vocabulary.tsv", "index\tword\tcount\n" + "\n".join(lines) + "\n")
-    for name, array in arrays.items():
-        save_array(args.out / f"{name}.npy", array)
+    with atomic_directory(args.out) as out:
+        for name, array in arrays.items():
+            save_array(out / f"{name}.npy", array)
+        if vocabulary is not None:
+            write_text(out / "vocabulary.tsv", vocabulary_tsv(vocabulary))
     log.info(
         "encoded %d training and %d test reviews as %d-wide multi-hot rows in %s",
         len(arrays["y_train"]), len(arrays["y_test"]), data.num_words, args.out,

@@ -24,7 +24,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from stages import cli
-from stages.atomic import atomic_path, write_json
+from stages.atomic import atomic_directory, atomic_path, write_json
 from stages.params import load_params
 from stages.sources import CHUNK_BYTES, SOURCE_RECORD, SOURCES, Source, sha256_of
 
@@ -241,12 +241,13 @@ def main() -> None:
     source = SOURCES[data.source]
     url, sha256 = resolve_source(source, data.url, data.sha256)
     found, digest = fetch_file(url=url, sha256=sha256, cache_dir=keras_cache_dir())
-    with atomic_path(args.out / source.filename) as temporary:
-        shutil.copyfile(found, temporary)
-    write_json(
-        args.out / SOURCE_RECORD,
-        {"source": source.name, "url": url, "sha256": digest, "bytes": found.stat().st_size},
-    )
+    # The file and its record appear together or not at all.
+    with atomic_directory(args.out) as out:
+        shutil.copyfile(found, out / source.filename)
+        write_json(
+            out / SOURCE_RECORD,
+            {"source": source.name, "url": url, "sha256": digest, "bytes": found.stat().st_size},
+        )
     log.info("wrote %s (sha256 %s)", args.out / source.filename, digest)
 
 
