@@ -253,6 +253,18 @@ def test_a_server_that_never_answers_times_out(tmp_path):
     assert files_under(tmp_path / "cache") == []
 
 
+def test_a_cache_that_cannot_be_created_says_to_set_keras_home(server, archive, tmp_path):
+    url = server.serve(ARCHIVE_PATH, Reply(body=archive))
+    (tmp_path / "home").write_text("a file where the cache directory should go")
+    with pytest.raises(FetchError) as failure:
+        fetch_file(url=url, sha256=sha256(archive), cache_dir=tmp_path / "home" / "datasets", policy=FAST)
+    assert str(failure.value) == (
+        f"cannot create the download cache {tmp_path}/home/datasets: Not a directory. "
+        "Set KERAS_HOME to a writable directory."
+    )
+    assert server.requests == []
+
+
 def test_a_url_without_a_file_name_is_refused(tmp_path):
     with pytest.raises(FetchError, match=r"data.url http://127.0.0.1:9/ does not end in a file name"):
         fetch_file(url="http://127.0.0.1:9/", sha256="0" * 64, cache_dir=tmp_path / "cache", policy=FAST)
