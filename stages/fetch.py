@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 
 from stages import cli
 from stages.atomic import atomic_directory, atomic_path, write_json
-from stages.params import load_params
+from stages.params import load_params, local_path
 from stages.sources import CHUNK_BYTES, SOURCE_RECORD, SOURCES, Source, sha256_of
 
 log = logging.getLogger("stages.fetch")
@@ -142,13 +142,6 @@ def keras_cache_dir() -> Path:
     return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "datasets"
 
 
-def _local_path(url: str) -> Path | None:
-    parsed = urlparse(url)
-    if parsed.scheme in ("http", "https"):
-        return None
-    return Path(urllib.request.url2pathname(parsed.path) if parsed.scheme == "file" else url)
-
-
 def _verify_local(path: Path, sha256: str | None) -> str:
     if not path.is_file():
         raise FetchError(f"data.url {path} is not a file")
@@ -206,7 +199,7 @@ def fetch_file(
         FetchError: the download failed, or the file does not match `sha256`.
         ValueError: an http(s) URL without `sha256`.
     """
-    local = _local_path(url)
+    local = local_path(url)
     if local is not None:
         return local, _verify_local(local, sha256)
     if sha256 is None:

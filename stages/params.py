@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import yaml
 
@@ -121,16 +122,21 @@ def _choice(value: Any, key: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+def local_path(url: str) -> Path | None:
+    """The file a `data.url` names: a plain path or a (percent-encoded) file:// URL; None for http(s)."""
+    parsed = urlparse(url)
+    if parsed.scheme in ("http", "https"):
+        return None
+    return Path(url2pathname(parsed.path) if parsed.scheme == "file" else url)
+
+
 def _url(value: Any) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value:
         raise _fail("data.url", "null, a URL or a file path", value)
-    parsed = urlparse(value)
-    if parsed.scheme in ("http", "https"):
-        return value
-    local = Path(parsed.path if parsed.scheme == "file" else value)
-    if not local.is_file():
+    local = local_path(value)
+    if local is not None and not local.is_file():
         raise _fail("data.url", "an http(s) URL or an existing file", value)
     return value
 

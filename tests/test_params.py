@@ -171,3 +171,10 @@ def test_a_stage_with_bad_params_exits_before_importing_tensorflow_and_touches_n
     assert "Traceback" not in result.stderr
     assert HEAVY_IMPORT.search(result.stderr) is None
     assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
+
+
+def test_a_percent_encoded_file_url_names_an_existing_file(tmp_path):
+    archive = tmp_path / "my copy.tar.gz"
+    archive.write_bytes(b"")
+    params = parse_params(DEFAULT_TEXT.replace("url: null", f"url: {archive.as_uri()}"))
+    assert params.data.url == archive.as_uri()
