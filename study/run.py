@@ -1,0 +1,198 @@
+"""Run the regularization study as DVC experiments, one per (regularizer, rate, seed).
+
+From the repository root:
+
+    python -m study.run --rates 1e-5,1e-4,1e-3,1e-2,1e-1 --seeds 3 --jobs 2
+
+queues one experiment per point, named `study-l1-0.0001-s42` (`study-basic-s42` for the
+model without a regularizer), then runs the queue with `--jobs` workers and waits
+(`dvc exp run --run-all`, the waiting form of `dvc queue start`). Each experiment trains
+one model only: its params keep the one entry of `models` with the point's regularizer,
+with the point's rate and `train.seed`, and it targets `evaluate@<model>`, so a point
+costs one TensorFlow start-up and one fit. `fetch`, `encode` and every point computed
+before, here or on a machine sharing the run-cache through a DVC remote, are restored
+from the run-cache instead of run.
+
+Seeds are `train.seed`, `train.seed + 1`, ..., so the point at the pipeline's own rate and
+seed is the pipeline's own training. `-S key=value` (repeatable) goes to every experiment,
+e.g. `-S data.source=aclimdb -S data.url=aclImdb_v1.tar.gz`. Rerunning replaces the
+experiments of the points it runs. `--shard K/N` runs every N-th point from the K-th, to
+spread one study over N machines.
+"""
+
+import argparse
+import logging
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from stages import cli
+from stages.params import RegularizerSpec, load_params
+
+log = logging.getLogger("study.run")
+
+EXPERIMENT_PREFIX = "study-"
+BASELINE = "none"  # the basic model's regularizer; it has no rate to vary
+STUDIED = ("l1", "l2")
+DEFAULT_RATES = "1e-5,1e-4,1e-3,1e-2,1e-1"
+DATA_URL = "data.url="
+
+
+class StudyError(cli.StageError):
+    """The study cannot run or be summarized as asked."""
+
+
+def model_label(regularizer: str) -> str:
+    """What the study calls a model: its regularizer, or `basic` for none."""
+    return "basic" if regularizer == BASELINE else regularizer
+
+
+@dataclass(frozen=True)
+class Point:
+    """One experiment of the study: a regularizer at a rate, trained from a seed."""
+
+    regularizer: str
+    rate: float
+    seed: int
+
+    @property
+    def name(self) -> str:
+        rate = "" if self.regularizer == BASELINE else f"-{self.rate:g}"
+        return f"{EXPERIMENT_PREFIX}{model_label(self.regularizer)}{rate}-s{self.seed}"
+
+
+def parse_rates(text: str) -> tuple[float, ...]:
+    """Rates from a comma-separated list such as `1e-5,1e-4`: distinct, finite, above 0; in increasing order."""
+    try:
+        rates = [float(item) for item in text.split(",")]
+    except ValueError:
+        raise StudyError(f"--rates must be comma-separated numbers, got {text!r}") from None
+    if not all(math.isfinite(rate) and rate > 0 for rate in rates) or len(set(rates)) != len(rates):
+        raise StudyError(f"--rates must be distinct finite numbers above 0, got {text!r}")
+    return tuple(sorted(rates))
+
+
+def grid_points(rates: tuple[float, ...], seeds: int, first_seed: int) -> list[Point]:
+    """Every point of the study, seed by seed, so a study cut short still has whole curves for its first seeds."""
+    if seeds < 1:
+        raise StudyError(f"--seeds must be at least 1, got {seeds}")
+    points = []
+    for seed in range(first_seed, first_seed + seeds):
+        points.append(Point(regularizer=BASELINE, rate=0.0, seed=seed))
+        points += [Point(regularizer=regularizer, rate=rate, seed=seed) for regularizer in STUDIED for rate in rates]
+    return points
+
+
+def select_shard(points: list[Point], shard: str) -> list[Point]:
+    """The points machine K of N runs (`shard` is "K/N", K from 1): every N-th point from the K-th."""
+    try:
+        index, count = (int(part) for part in shard.split("/"))
+    except ValueError:
+        raise StudyError(f"--shard must be K/N, e.g. 2/3, got {shard!r}") from None
+    if not 1 <= index <= count:
+        raise StudyError(f"--shard K/N needs 1 <= K <= N, got {shard!r}")
+    return points[index - 1 :: count]
+
+
+def model_keys(models: dict[str, RegularizerSpec]) -> dict[str, str]:
+    """The `models` entry that trains each regularizer of the study: the first one with that regularizer."""
+    keys: dict[str, str] = {}
+    for name, spec in models.items():
+        keys.setdefault(spec.regularizer, name)
+    for regularizer in (BASELINE, *STUDIED):
+        if regularizer not in keys:
+            raise StudyError(f"params.yaml: the study needs a model with regularizer {regularizer} under models")
+    return keys
+
+
+def absolute_data_url(overrides: list[str], params_url: str | None, root: Path) -> list[str]:
+    """`overrides` with `data.url` made absolute if it is a relative path.
+
+    Queued experiments run in copies under `.dvc/tmp/exps`, where a relative path points nowhere.
+    """
+    given = [override for override in overrides if override.startswith(DATA_URL)]
+    url = given[-1].removeprefix(DATA_URL) if given else params_url
+    if url is None or urlparse(url).scheme or Path(url).is_absolute():
+        return overrides
+    others = [override for override in overrides if not override.startswith(DATA_URL)]
+    return [*others, f"{DATA_URL}{(root / url).resolve()}"]
+
+
+def queue_arguments(point: Point, *, keys: dict[str, str], models: list[str], overrides: list[str]) -> list[str]:
+    """The `dvc exp run --queue` arguments of one point: train and evaluate its one model, at its rate and seed."""
+    key = keys[point.regularizer]
+    settings = [*overrides, *(f"~models.{other}" for other in models if other != key), f"train.seed={point.seed}"]
+    if point.regularizer != BASELINE:
+        settings.append(f"models.{key}.rate={point.rate!r}")
+    arguments = ["exp", "run", "--queue", f"evaluate@{key}", "--name", point.name]
+    return arguments + [argument for setting in settings for argument in ("--set-param", setting)]
+
+
+def call_dvc(*arguments: str, capture: bool = True) -> str:
+    """Run this environment's DVC and return its output; a failure is a `StudyError`.
+
+    Stage commands call `python` and DVC spawns queue workers as `dvc`, so this interpreter's
+    directory goes first on PATH: every experiment then runs in the same environment.
+    """
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    result = subprocess.run([sys.executable, "-m", "dvc", *arguments], env={**os.environ, "PATH": path},
+                            capture_output=capture, text=True, check=False)
+    if result.returncode != 0:
+        details = f":\n{result.stderr.strip()}" if capture else ""
+        raise StudyError(f"`dvc {' '.join(arguments)}` failed{details}")
+    return result.stdout if capture else ""
+
+
+def experiment_names() -> set[str]:
+    """Names of the experiments of the current commit."""
+    return set(call_dvc("exp", "list", "--name-only").split())
+
+
+def run_points(points: list[Point], queue: list[list[str]], jobs: int) -> None:
+    """Queue one experiment per point (replacing earlier ones of the same name), run them all, check each finished."""
+    names = [point.name for point in points]
+    replaced = sorted(set(names) & experiment_names())
+    if replaced:
+        # Their results come straight back from the run-cache; removing them keeps one experiment per point.
+        log.info("replacing %d experiments of an earlier run", len(replaced))
+        call_dvc("exp", "remove", *replaced)
+    for arguments in queue:
+        call_dvc(*arguments)
+    log.info("queued %d experiments; running them with %d jobs", len(queue), jobs)
+    call_dvc("exp", "run", "--run-all", "--jobs", str(jobs), capture=False)
+    failed = sorted(set(names) - experiment_names())
+    if failed:
+        raise StudyError(f"{len(failed)} of {len(names)} experiments failed: {', '.join(failed)}. "
+                         "`dvc queue logs <name>` shows why.")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run the L1/L2 regularization study as DVC experiments.")
+    parser.add_argument("--rates", default=DEFAULT_RATES, help="comma-separated rates for L1 and L2 (%(default)s)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per point, from train.seed up (%(default)s)")
+    parser.add_argument("--jobs", type=int, default=2, help="experiments run at once (%(default)s)")
+    parser.add_argument("--shard", default="1/1", help="K/N: run only machine K's share of N (%(default)s)")
+    parser.add_argument("-S", "--set-param", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="a params override for every experiment, as in `dvc exp run -S` (repeatable)")
+    args = parser.parse_args()
+
+    if args.jobs < 1:
+        raise StudyError(f"--jobs must be at least 1, got {args.jobs}")
+    params = load_params()
+    keys = model_keys(params.models)
+    points = select_shard(grid_points(parse_rates(args.rates), args.seeds, params.train.seed), args.shard)
+    overrides = absolute_data_url(args.overrides, params.data.url, Path.cwd())
+    queue = [queue_arguments(point, keys=keys, models=list(params.models), overrides=overrides) for point in points]
+    started = time.monotonic()
+    run_points(points, queue, args.jobs)
+    log.info("ran %d experiments in %.0f s; `python -m study.summarize` draws them", len(points),
+             time.monotonic() - started)
+
+
+if __name__ == "__main__":
+    cli.run(main)
