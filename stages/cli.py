@@ -1,9 +1,10 @@
 """What every stage's `__main__` shares: logging to the stage log and clean failures."""
 
 import logging
+import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import FrameType
 
 # Ctrl-C, and what `kill`, DVC's parent shell or a CI runner sends to stop a job.
@@ -24,6 +25,18 @@ class Interrupted(BaseException):
 
 def _raise_interrupted(signal_number: int, _frame: FrameType | None) -> None:
     raise Interrupted(signal_number)
+
+
+def resolve_model(given: str | None, known: Iterable[str]) -> str:
+    """The model a `train@`/`evaluate@` stage works on: `--model`, else DVC's `DVC_STAGE` after the `@`.
+
+    dvc.yaml uses the second way, so no model name from params.yaml is ever pasted into a
+    shell command (a key like `x;rm -rf ~` would otherwise run before any validation).
+    """
+    name = given or os.environ.get("DVC_STAGE", "").rpartition("@")[2]
+    if name not in known:
+        raise StageError(f"params.yaml has no model {name!r} (it has {', '.join(known)}); pass --model")
+    return name
 
 
 def run(main: Callable[[], None]) -> None:

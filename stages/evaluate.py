@@ -111,24 +111,27 @@ def _rounded(value):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Evaluate one trained model.")
-    parser.add_argument("--model-dir", type=Path, required=True, help="directory written by train@<model>")
+    parser.add_argument("--model", help="a key of the models section of params.yaml (default: from DVC_STAGE)")
+    parser.add_argument("--models-dir", type=Path, required=True, help="reads <models-dir>/<model>/")
     parser.add_argument("--data", type=Path, required=True, help="directory of the encoded arrays")
-    parser.add_argument("--out", type=Path, required=True, help="metrics JSON file to write")
+    parser.add_argument("--metrics-dir", type=Path, required=True, help="writes <metrics-dir>/<model>.json")
     args = parser.parse_args()
 
     params = load_params()
-    with np.load(args.model_dir / "weights.npz", allow_pickle=False) as weights:
+    name = cli.resolve_model(args.model, params.models)
+    model_dir, out = args.models_dir / name, args.metrics_dir / f"{name}.json"
+    with np.load(model_dir / "weights.npz", allow_pickle=False) as weights:
         hidden_kernels = {name.removesuffix("_kernel"): weights[name] for name in weights.files
                           if name.startswith("hidden_") and name.endswith("_kernel")}
     metrics = evaluate_model(
         y_true=np.load(args.data / "y_test.npy"),
-        y_prob=np.load(args.model_dir / "test_predictions.npy"),
-        history=json.loads((args.model_dir / "history.json").read_text()),
+        y_prob=np.load(model_dir / "test_predictions.npy"),
+        history=json.loads((model_dir / "history.json").read_text()),
         hidden_kernels=hidden_kernels,
         zero_threshold=params.evaluate.zero_threshold,
     )
-    write_json(args.out, metrics)
-    log.info("%s: test_bce %.4f, test_accuracy %.4f", args.out, metrics["test_bce"], metrics["test_accuracy"])
+    write_json(out, metrics)
+    log.info("%s: test_bce %.4f, test_accuracy %.4f", out, metrics["test_bce"], metrics["test_accuracy"])
 
 
 if __name__ == "__main__":

@@ -35,15 +35,14 @@ def split_validation(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Train one model of the regularization comparison.")
-    parser.add_argument("--model", required=True, help="a key of the models section of params.yaml")
+    parser.add_argument("--model", help="a key of the models section of params.yaml (default: from DVC_STAGE)")
     parser.add_argument("--data", type=Path, required=True, help="directory of the encoded arrays")
-    parser.add_argument("--out", type=Path, required=True, help="directory for the model and its history")
+    parser.add_argument("--models-dir", type=Path, required=True, help="writes <models-dir>/<model>/")
     args = parser.parse_args()
 
     params = load_params()
-    if args.model not in params.models:
-        raise cli.StageError(f"params.yaml has no model {args.model!r} (it has {', '.join(params.models)})")
-    spec, train = params.models[args.model], params.train
+    name = cli.resolve_model(args.model, params.models)
+    spec, train = params.models[name], params.train
     # Keras' losses want float inputs and (N, 1) targets to match the (N, 1) output.
     x_train, x_test = (np.load(args.data / f"{name}.npy").astype(np.float32) for name in ("x_train", "x_test"))
     y_train, y_test = (np.load(args.data / f"{name}.npy").astype(np.float32)[:, None] for name in ("y_train", "y_test"))
@@ -56,18 +55,18 @@ def main() -> None:
 
     seed_everything(train.seed)
     model = build_model(num_words=x_train.shape[1], hidden_units=train.hidden_units, spec=spec)
-    log.info("training %s (%s, rate %g) for %d epochs", args.model, spec.regularizer, spec.rate, train.epochs)
+    log.info("training %s (%s, rate %g) for %d epochs", name, spec.regularizer, spec.rate, train.epochs)
     history = train_model(model, train_data=train_data, validation_data=validation_data, params=train)
 
     weights = {f"{layer.name}_{weight.name}": weight.numpy() for layer in model.layers for weight in layer.weights}
     # The four files appear together or not at all: evaluate and plots never see a partial model.
-    with atomic_directory(args.out) as out:
+    with atomic_directory(args.models_dir / name) as out:
         model.save(out / "model.keras")
         np.savez(out / "weights.npz", **weights)
         save_array(out / "test_predictions.npy", predict_probabilities(model, x_test))
         write_json(out / "history.json", {"epoch": list(range(1, train.epochs + 1)), **history})
     last = {name: values[-1] for name, values in history.items()}
-    log.info("%s: last val_bce %.4f, val_accuracy %.4f", args.model, last["val_bce"], last["val_accuracy"])
+    log.info("%s: last val_bce %.4f, val_accuracy %.4f", name, last["val_bce"], last["val_accuracy"])
 
 
 if __name__ == "__main__":

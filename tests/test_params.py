@@ -144,8 +144,9 @@ def test_missing_file_is_a_params_error(tmp_path):
 STAGE_COMMANDS = {
     "fetch": ["stages.fetch", "--out", "data/raw"],
     "encode": ["stages.encode", "--raw", "data/raw", "--out", "data/encoded"],
-    "train": ["stages.train", "--model", "l1", "--data", "data/encoded", "--out", "models/l1"],
-    "evaluate": ["stages.evaluate", "--model-dir", "models/l1", "--data", "data/encoded", "--out", "metrics/l1.json"],
+    "train": ["stages.train", "--model", "l1", "--data", "data/encoded", "--models-dir", "models"],
+    "evaluate": ["stages.evaluate", "--model", "l1", "--models-dir", "models", "--data", "data/encoded",
+                 "--metrics-dir", "metrics"],
     "plots": ["stages.plots", "--models-dir", "models", "--metrics-dir", "metrics", "--out", "plots"],
 }
 EARLIER_OUTPUTS = ["data/raw/source.json", "data/encoded/x_train.npy", "models/l1/history.json", "metrics/l1.json",

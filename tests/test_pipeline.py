@@ -6,11 +6,21 @@ from DVC's own output which stages ran or would run.
 """
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import copy_pipeline, edit_params, make_reviews, run_dvc, stages_run, write_aclimdb_archive
+from tests.conftest import (
+    copy_pipeline,
+    edit_params,
+    make_reviews,
+    pipeline_environment,
+    run_dvc,
+    stages_run,
+    write_aclimdb_archive,
+)
 
 ALL_STAGES = {"fetch", "encode", "train@basic", "train@l1", "train@l2", "evaluate@basic", "evaluate@l1",
               "evaluate@l2", "plots"}
@@ -81,5 +91,18 @@ def test_each_param_invalidates_exactly_the_stages_that_read_it(repo, edit, expe
     edit_params(repo, edit)
     try:
         assert _stages_changed(repo) == expected
+    finally:
+        (repo / "params.yaml").write_text(original)
+
+
+def test_a_model_name_never_reaches_a_shell(repo):
+    original = (repo / "params.yaml").read_text()
+    edit_params(repo, lambda params: params["models"].update({"x;touch PWNED;#": {"regularizer": "none", "rate": 0}}))
+    try:
+        result = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=repo, env=pipeline_environment(repo),
+                                capture_output=True, text=True, check=False)
+        assert result.returncode != 0
+        assert "models must be keyed by names of letters, digits, _ and -" in result.stdout + result.stderr
+        assert not (repo / "PWNED").exists()
     finally:
         (repo / "params.yaml").write_text(original)
