@@ -29,10 +29,9 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 from stages import cli
-from stages.params import RegularizerSpec, load_params
+from stages.params import RegularizerSpec, load_params, local_path
 
 log = logging.getLogger("study.run")
 
@@ -111,16 +110,19 @@ def model_keys(models: dict[str, RegularizerSpec]) -> dict[str, str]:
 
 
 def absolute_data_url(overrides: list[str], params_url: str | None, root: Path) -> list[str]:
-    """`overrides` with `data.url` made absolute if it is a relative path.
+    """`overrides` with `data.url` made absolute if it names a file by a relative path.
 
     Queued experiments run in copies under `.dvc/tmp/exps`, where a relative path points nowhere.
+    The new value is quoted, so a comma in the path is not read as a list of values to sweep.
     """
     given = [override for override in overrides if override.startswith(DATA_URL)]
     url = given[-1].removeprefix(DATA_URL) if given else params_url
-    if url is None or urlparse(url).scheme or Path(url).is_absolute():
+    local = None if url is None else local_path(url)
+    if local is None or local.is_absolute():
         return overrides
     others = [override for override in overrides if not override.startswith(DATA_URL)]
-    return [*others, f"{DATA_URL}{(root / url).resolve()}"]
+    quoted = str((root / local).resolve()).replace("'", "\\'")
+    return [*others, f"{DATA_URL}'{quoted}'"]
 
 
 def queue_arguments(point: Point, *, keys: dict[str, str], models: list[str], overrides: list[str]) -> list[str]:

@@ -86,10 +86,12 @@ def test_model_keys_are_the_first_model_of_each_regularizer(default_params):
         model_keys({"basic": RegularizerSpec("none", 0.0), "l1": RegularizerSpec("l1", 0.001)})
 
 
-def test_a_relative_data_url_becomes_absolute_and_others_stay(tmp_path):
+def test_a_relative_data_url_becomes_absolute_and_quoted_and_others_stay(tmp_path):
     assert absolute_data_url(["data.url=a.tar.gz", "train.epochs=1"], None, tmp_path) == [
-        "train.epochs=1", f"data.url={tmp_path / 'a.tar.gz'}"]
-    assert absolute_data_url([], "data/a.tar.gz", tmp_path) == [f"data.url={tmp_path / 'data/a.tar.gz'}"]
+        "train.epochs=1", f"data.url='{tmp_path / 'a.tar.gz'}'"]
+    assert absolute_data_url([], "data/a,b.tar.gz", tmp_path) == [f"data.url='{tmp_path / 'data/a,b.tar.gz'}'"]
+    assert absolute_data_url(["data.url=file:it's.tar.gz"], None, tmp_path) == [
+        f"data.url='{tmp_path}/it\\'s.tar.gz'"]
     for url in ("/srv/a.tar.gz", "https://example.org/a.tar.gz", "file:///srv/a.tar.gz"):
         assert absolute_data_url([f"data.url={url}"], "relative.tar.gz", tmp_path) == [f"data.url={url}"]
     assert absolute_data_url(["train.seed=1"], None, tmp_path) == ["train.seed=1"]
