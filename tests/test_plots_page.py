@@ -95,6 +95,9 @@ def repo(tmp_path_factory) -> Path:
     """The project's DVC files, with plot data committed and different plot data in the workspace."""
     repo = copy_pipeline(tmp_path_factory.mktemp("plots_page") / "project", edit=lambda params: None)
     _write_plot_data(repo / "plots", seed=0)
+    # The study's charts draw its committed results.
+    (repo / "study" / "results").mkdir(parents=True)
+    shutil.copy2(PROJECT_ROOT / "study" / "results" / "plot.csv", repo / "study" / "results" / "plot.csv")
     run_in(repo, "git", "add", "-A")
     run_in(repo, "git", "-c", "user.name=test", "-c", "user.email=test@example.org", "commit", "-qm", "plots")
     _write_plot_data(repo / "plots", seed=1)
@@ -135,7 +138,8 @@ def _open_in_chromium(chromium: str, page: Path) -> tuple[dict, np.ndarray]:
 
 def _assert_every_chart_drawn(probe: dict, screenshot: np.ndarray) -> None:
     assert probe["errors"] == [] and probe["requests"] == []
-    assert len(probe["charts"]) == len(_plot_titles()) == 5
+    # The five charts of the pipeline and the two of the regularization study.
+    assert len(probe["charts"]) == len(_plot_titles()) == 7
     for chart in probe["charts"]:
         # Axes and labels alone colour almost nothing (under 0.1% of a chart with no data); data 0.7% or more.
         assert chart["embedded"] and chart["rendered"] == 1 and chart["coloured"] > 0.003, chart
@@ -167,5 +171,6 @@ def test_plots_show_renders_every_chart_offline(show_page, chromium):
 def test_plots_diff_renders_every_chart_offline_with_both_revisions(diff_page, chromium):
     page = diff_page.read_text(encoding="utf-8")
     specs = [json.loads(spec) for spec in re.findall(r"var spec = (\{.*?\});\s*vegaEmbed", page, re.DOTALL)]
-    assert [{row["rev"] for row in spec["data"]["values"]} for spec in specs] == [{"HEAD", "workspace"}] * 5
+    revisions = [{row["rev"] for row in spec["data"]["values"]} for spec in specs]
+    assert revisions == [{"HEAD", "workspace"}] * len(_plot_titles())
     _assert_every_chart_drawn(*_open_in_chromium(chromium, diff_page))
