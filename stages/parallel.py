@@ -204,29 +204,25 @@ def _run_group(stages: list[str], jobs: int) -> None:
                             "in dvc.lock. Fix the cause and run this again.")
 
 
-def _default_jobs() -> int:
-    value = os.environ.get(JOBS_VARIABLE, str(DEFAULT_JOBS))
-    if not value.isdigit() or int(value) < 1:
-        raise ParallelError(f"{JOBS_VARIABLE} must be a whole number >= 1, got {value!r}")
-    return int(value)
+def parse_jobs(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"--jobs and ${JOBS_VARIABLE} take a whole number >= 1, got {text!r}")
+    return int(text)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="dvc repro, with the stages of one foreach group run concurrently.")
-    parser.add_argument("-j", "--jobs", type=int, default=None,
-                        help=f"stages run at once (default: ${JOBS_VARIABLE}, else {DEFAULT_JOBS})")
+    parser.add_argument("-j", "--jobs", type=parse_jobs, default=os.environ.get(JOBS_VARIABLE, str(DEFAULT_JOBS)),
+                        help=f"stages run at once (default: ${JOBS_VARIABLE}, else cores + 1 = {DEFAULT_JOBS})")
     parser.add_argument("--group", default="train", help="the foreach group to run concurrently (default: train)")
     args = parser.parse_args()
-    jobs = args.jobs if args.jobs is not None else _default_jobs()
-    if jobs < 1:
-        raise ParallelError(f"--jobs must be >= 1, got {jobs}")
 
     members, upstream = plan_group(load_stage_graph(), args.group)
     if upstream:
         _repro(*upstream)
     changed = changed_stages(members)
     if changed:
-        _run_group(changed, jobs)
+        _run_group(changed, args.jobs)
     _repro()
 
 

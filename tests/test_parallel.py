@@ -5,6 +5,7 @@ parallel command; their dvc.lock, .gitignore files and metrics must match. Then 
 diverges must be reported while the other one is recorded.
 """
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench.project import copy_project, dvc, lock_differences, run, set_params, stages_run
-from stages.parallel import ParallelError, plan_group
+from stages.parallel import ParallelError, parse_jobs, plan_group
 from tests.conftest import make_reviews, write_aclimdb_archive
 
 MODELS = {"basic": {"regularizer": "none", "rate": 0.0}, "l2": {"regularizer": "l2", "rate": 0.001}}
@@ -89,3 +90,9 @@ def test_plan_group_refuses_members_that_depend_on_each_other():
 def test_plan_group_refuses_a_group_that_is_not_there():
     with pytest.raises(ParallelError, match="no foreach stages named fit@"):
         plan_group(_graph(train="", plots="train"), "fit")
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "two", ""])
+def test_jobs_must_be_a_whole_number_of_at_least_one(text):
+    with pytest.raises(argparse.ArgumentTypeError, match="whole number >= 1"):
+        parse_jobs(text)
