@@ -140,3 +140,14 @@ def copy_pipeline(repo: Path, edit: Callable[[dict], None]) -> Path:
 def stages_run(dvc_output: str) -> set[str]:
     """The stages a `dvc repro` or `dvc exp run` output says it ran."""
     return {line.split("'")[1] for line in dvc_output.splitlines() if line.startswith("Running stage '")}
+
+
+def copy_tiny_pipeline(root: Path, name: str = "project") -> Path:
+    """The pipeline copied to `root/name`, on a 160-review archive in `root`, trained for 2 epochs on small layers."""
+    archive = write_aclimdb_archive(root / "tiny_aclImdb.tar.gz", make_reviews(20))
+
+    def tiny(params):
+        params["data"].update(source="aclimdb", url=str(archive))
+        params["train"].update(epochs=2, batch_size=10, hidden_units=[16, 16])
+
+    return copy_pipeline(root / name, tiny)

@@ -12,15 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import (
-    copy_pipeline,
-    edit_params,
-    make_reviews,
-    pipeline_environment,
-    run_dvc,
-    stages_run,
-    write_aclimdb_archive,
-)
+from tests.conftest import copy_tiny_pipeline, edit_params, pipeline_environment, run_dvc, stages_run
 
 ALL_STAGES = {"fetch", "encode", "train@basic", "train@l1", "train@l2", "evaluate@basic", "evaluate@l1",
               "evaluate@l2", "plots"}
@@ -28,14 +20,7 @@ ALL_STAGES = {"fetch", "encode", "train@basic", "train@l1", "train@l2", "evaluat
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("pipeline")
-    archive = write_aclimdb_archive(root / "tiny_aclImdb.tar.gz", make_reviews(20))
-
-    def tiny(params):
-        params["data"].update(source="aclimdb", url=str(archive))
-        params["train"].update(epochs=2, batch_size=10, hidden_units=[16, 16])
-
-    repo = copy_pipeline(root / "project", tiny)
+    repo = copy_tiny_pipeline(tmp_path_factory.mktemp("pipeline"))
     repo.joinpath("first_repro.log").write_text(run_dvc(repo, "repro"))
     return repo
 

@@ -16,7 +16,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from tests.conftest import copy_pipeline, make_reviews, run_dvc, run_in, stages_run, write_aclimdb_archive
+from tests.conftest import copy_tiny_pipeline, run_dvc, run_in, stages_run
 from tests.test_pipeline import ALL_STAGES
 
 TRAIN_STAGES = {"train@basic", "train@l1", "train@l2"}
@@ -63,14 +63,7 @@ def _point_team_remote_at(repo: Path, endpoint: str) -> None:
 @pytest.fixture(scope="module")
 def repo_a(tmp_path_factory, home, s3_endpoint) -> Path:
     """The tiny pipeline run and committed with its results, pushed to both remotes with the run-cache."""
-    root = tmp_path_factory.mktemp("remote")
-    archive = write_aclimdb_archive(root / "tiny_aclImdb.tar.gz", make_reviews(20))
-
-    def tiny(params):
-        params["data"].update(source="aclimdb", url=str(archive))
-        params["train"].update(epochs=2, batch_size=10, hidden_units=[16, 16])
-
-    repo = copy_pipeline(root / "a", tiny)
+    repo = copy_tiny_pipeline(tmp_path_factory.mktemp("remote"), name="a")
     run_dvc(repo, "repro")
     run_in(repo, "git", "add", "dvc.lock", "metrics", "plots", "data/.gitignore", "models/.gitignore")
     run_in(repo, "git", "-c", "user.name=test", "-c", "user.email=test@example.org", "commit", "-qm", "results")
