@@ -1,8 +1,8 @@
 """Fresh copies of the project to run the real `dvc` in, and what to compare between two runs.
 
-Shared by the benchmark and by the tests of `stages.parallel` and of the benchmark: a copy
-holds what a clone of the working tree holds (no data, models, dvc.lock or DVC cache), as a
-new git repository, so every run starts from an empty cache and workspace.
+A copy holds what a clone of the working tree holds (no data, models, dvc.lock or DVC cache),
+benchmark included, as a new git repository, so every run starts from an empty cache and
+workspace. (tests/conftest.py's `copy_pipeline` does the same for the tests, without `bench/`.)
 """
 
 import os
@@ -26,19 +26,6 @@ TIMESTAMPED_FILES = frozenset({"model.keras"})
 def project_env(**extra: str) -> dict[str, str]:
     """The environment to run `dvc` in: stage commands call `python`, so make it this interpreter."""
     return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **extra}
-
-
-def run(repo: Path, *args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run a command in `repo`, capturing its output and leaving the exit code to the caller."""
-    return subprocess.run(args, cwd=repo, env=env or project_env(), capture_output=True, text=True, check=False)
-
-
-def dvc(repo: Path, *args: str) -> str:
-    """Run `dvc <args>` in `repo`; returns its output and raises if it fails."""
-    result = run(repo, sys.executable, "-m", "dvc", *args)
-    if result.returncode != 0:
-        raise RuntimeError(f"dvc {' '.join(args)} failed in {repo}:\n{result.stdout}\n{result.stderr}")
-    return result.stdout + result.stderr
 
 
 def stages_run(output: str) -> list[str]:
@@ -65,6 +52,7 @@ def copy_project(destination: Path, params: Mapping[str, Any] = ()) -> Path:
         source, target = PROJECT_ROOT / name, destination / name
         target.parent.mkdir(parents=True, exist_ok=True)
         if source.is_dir():
+            # bench/results holds earlier reports, not part of the project.
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "results"))
         else:
             shutil.copy2(source, target)

@@ -7,30 +7,44 @@ diverges must be reported while the other one is recorded.
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from bench.project import copy_project, dvc, lock_differences, run, set_params, stages_run
+from bench.project import lock_differences
 from stages.parallel import ParallelError, parse_jobs, plan_group
-from tests.conftest import make_reviews, write_aclimdb_archive
+from tests.conftest import (
+    copy_pipeline,
+    edit_params,
+    make_reviews,
+    pipeline_environment,
+    run_dvc,
+    stages_run,
+    write_aclimdb_archive,
+)
 
 MODELS = {"basic": {"regularizer": "none", "rate": 0.0}, "l2": {"regularizer": "l2", "rate": 0.001}}
 
 
-def _parallel(repo: Path, *args: str):
-    return run(repo, sys.executable, "-m", "stages.parallel", *args)
+def _parallel(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "stages.parallel", *args], cwd=repo, env=pipeline_environment(repo),
+                          capture_output=True, text=True, check=False)
 
 
 @pytest.fixture(scope="module")
 def repos(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("parallel")
     archive = write_aclimdb_archive(root / "tiny_aclImdb.tar.gz", make_reviews(10))
-    params = {"data.source": "aclimdb", "data.url": str(archive), "train.epochs": 1, "train.batch_size": 10,
-              "train.hidden_units": [8], "models": MODELS}
-    repos = {name: copy_project(root / name, params) for name in ("sequential", "parallel")}
-    dvc(repos["sequential"], "repro")
+
+    def tiny(params):
+        params["data"].update(source="aclimdb", url=str(archive))
+        params["train"].update(epochs=1, batch_size=10, hidden_units=[8])
+        params["models"] = MODELS
+
+    repos = {name: copy_pipeline(root / name, tiny) for name in ("sequential", "parallel")}
+    run_dvc(repos["sequential"], "repro")
     result = _parallel(repos["parallel"], "--jobs", "2")
     assert result.returncode == 0, result.stdout + result.stderr
     (repos["parallel"] / "parallel.log").write_text(result.stdout + result.stderr)
@@ -40,7 +54,7 @@ def repos(tmp_path_factory) -> dict[str, Path]:
 def test_the_trainings_ran_together_then_the_rest(repos):
     output = (repos["parallel"] / "parallel.log").read_text()
     assert "running train@basic, train@l2, 2 at a time" in output
-    assert stages_run(output) == ["fetch", "encode", "evaluate@basic", "evaluate@l2", "plots"]
+    assert stages_run(output) == {"fetch", "encode", "evaluate@basic", "evaluate@l2", "plots"}
     for stage in ("train@basic", "train@l2"):
         assert "Running stage" in (repos["parallel"] / ".dvc/tmp/parallel" / f"{stage}.log").read_text()
 
@@ -53,21 +67,22 @@ def test_dvc_lock_gitignore_and_metrics_match_a_sequential_run(repos):
 
 
 def test_a_plain_repro_afterwards_runs_nothing(repos):
-    output = dvc(repos["parallel"], "repro")
-    assert stages_run(output) == []
+    output = run_dvc(repos["parallel"], "repro")
+    assert stages_run(output) == set()
     assert "Data and pipelines are up to date" in output
 
 
 def test_a_diverging_training_is_reported_and_the_other_one_recorded(repos):
     repo = repos["parallel"]
     # A penalty this large makes the loss infinite at once, so train raises TrainingError.
-    set_params(repo, {"models.l2.rate": 1e38, "models.basic.rate": 0.5})
+    edit_params(repo, lambda params: params["models"].update(l2={"regularizer": "l2", "rate": 1e38},
+                                                             basic={"regularizer": "none", "rate": 0.5}))
     result = _parallel(repo)
     assert result.returncode == 1
     assert "train@l2 failed" in result.stderr
     assert "the loss became NaN or infinite" in result.stderr  # the end of its log, shown
     assert "train@basic done" in result.stderr
-    changed = json.loads(dvc(repo, "status", "--json"))
+    changed = json.loads(run_dvc(repo, "status", "--json"))
     assert "train@l2" in changed and "train@basic" not in changed
     assert "evaluate@basic" in changed  # the rest of the pipeline waits for the fix
 
