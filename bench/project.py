@@ -46,8 +46,8 @@ def set_params(repo: Path, values: Mapping[str, Any]) -> None:
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def copy_project(destination: Path, params: Mapping[str, Any] = ()) -> Path:
-    """Copy the project's files into a new git repository at `destination`, with `params` set and committed."""
+def copy_files(destination: Path) -> None:
+    """Copy what a clone of the project holds (no data, models, dvc.lock or DVC cache) to `destination`."""
     for name in PROJECT_FILES:
         source, target = PROJECT_ROOT / name, destination / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -56,10 +56,20 @@ def copy_project(destination: Path, params: Mapping[str, Any] = ()) -> Path:
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "results"))
         else:
             shutil.copy2(source, target)
-    set_params(destination, dict(params))
+
+
+def commit_all(repo: Path, message: str = "copy") -> None:
+    """Make `repo` a git repository (if it is not one yet) and commit everything in it."""
     for command in (["init", "-q"], ["add", "-A"],
-                    ["-c", "user.name=bench", "-c", "user.email=bench@example.org", "commit", "-qm", "copy"]):
-        subprocess.run(["git", *command], cwd=destination, check=True, capture_output=True)
+                    ["-c", "user.name=bench", "-c", "user.email=bench@example.org", "commit", "-qm", message]):
+        subprocess.run(["git", *command], cwd=repo, check=True, capture_output=True)
+
+
+def copy_project(destination: Path, params: Mapping[str, Any] = ()) -> Path:
+    """Copy the project's files into a new git repository at `destination`, with `params` set and committed."""
+    copy_files(destination)
+    set_params(destination, dict(params))
+    commit_all(destination)
     return destination
 
 

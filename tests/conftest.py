@@ -2,7 +2,6 @@
 
 import io
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
+from bench.project import commit_all, copy_files
 from stages.params import Params, parse_params
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -91,10 +91,6 @@ def tiny_archive(tmp_path: Path) -> Path:
     return write_aclimdb_archive(tmp_path / "tiny_aclImdb.tar.gz", make_reviews(10))
 
 
-# What a copy of the pipeline needs to run with the real `dvc` (no data, models or caches).
-PIPELINE_FILES = ["stages", "dvc.yaml", "params.yaml", ".dvcignore", ".dvc/config", ".dvc/plots", ".dvc/.gitignore"]
-
-
 def pipeline_environment(repo: Path) -> dict[str, str]:
     """The environment for `dvc` in a pipeline copy: stage commands' `python` is this interpreter."""
     return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -123,17 +119,9 @@ def edit_params(repo: Path, edit: Callable[[dict], None]) -> None:
 
 def copy_pipeline(repo: Path, edit: Callable[[dict], None]) -> Path:
     """Copy the pipeline into a new git repo at `repo`, with params changed by `edit`, all committed."""
-    for name in PIPELINE_FILES:
-        source, target = PROJECT_ROOT / name, repo / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, target)
+    copy_files(repo)
     edit_params(repo, edit)
-    run_in(repo, "git", "init", "-q")
-    run_in(repo, "git", "add", "-A")
-    run_in(repo, "git", "-c", "user.name=test", "-c", "user.email=test@example.org", "commit", "-qm", "pipeline")
+    commit_all(repo, "pipeline")
     return repo
 
 
