@@ -95,7 +95,7 @@ def train_model(
     if len(history["loss"]) < params.epochs or not np.isfinite(history["loss"]).all():
         raise TrainingError(
             f"the loss became NaN or infinite at epoch {len(history['loss'])}; "
-            f"try a lower train.learning_rate (now {params.learning_rate})"
+            f"try a lower train.learning_rate (now {params.learning_rate}) or a lower regularization rate"
         )
     return history
 
