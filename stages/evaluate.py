@@ -10,13 +10,12 @@ L2 shrinks them).
 """
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
-from stages import cli
+from stages import cli, model_files
 from stages.atomic import write_json
 from stages.params import load_params
 
@@ -120,14 +119,11 @@ def main() -> None:
     params = load_params()
     name = cli.resolve_model(args.model, params.models)
     model_dir, out = args.models_dir / name, args.metrics_dir / f"{name}.json"
-    with np.load(model_dir / "weights.npz", allow_pickle=False) as weights:
-        hidden_kernels = {name.removesuffix("_kernel"): weights[name] for name in weights.files
-                          if name.startswith("hidden_") and name.endswith("_kernel")}
     metrics = evaluate_model(
         y_true=np.load(args.data / "y_test.npy"),
-        y_prob=np.load(model_dir / "test_predictions.npy"),
-        history=json.loads((model_dir / "history.json").read_text()),
-        hidden_kernels=hidden_kernels,
+        y_prob=model_files.read_test_predictions(model_dir),
+        history=model_files.read_history(model_dir),
+        hidden_kernels=model_files.read_hidden_kernels(model_dir),
         zero_threshold=params.evaluate.zero_threshold,
     )
     write_json(out, metrics)

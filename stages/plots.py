@@ -19,7 +19,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from stages import cli
+from stages import cli, model_files
 from stages.atomic import atomic_path, write_csv, write_text
 from stages.params import load_params
 
@@ -164,13 +164,12 @@ def main() -> None:
     args = parser.parse_args()
 
     names = list(load_params().models)
-    histories = {name: json.loads((args.models_dir / name / "history.json").read_text()) for name in names}
+    histories = {name: model_files.read_history(args.models_dir / name) for name in names}
     metrics = {name: json.loads((args.metrics_dir / f"{name}.json").read_text()) for name in names}
     weights = {}
     for name in names:
-        with np.load(args.models_dir / name / "weights.npz", allow_pickle=False) as arrays:
-            weights[name] = np.concatenate([arrays[key].ravel() for key in arrays.files
-                                            if key.startswith("hidden_") and key.endswith("_kernel")])
+        kernels = model_files.read_hidden_kernels(args.models_dir / name)
+        weights[name] = np.concatenate([kernel.ravel() for kernel in kernels.values()])
 
     curves, histogram, tests = curve_rows(histories), weight_histogram_rows(weights), score_rows(metrics)
     write_csv(args.out / "curves.csv", curves)

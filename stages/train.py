@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stages import cli
-from stages.atomic import atomic_directory, save_array, write_json
+from stages import cli, model_files
+from stages.atomic import atomic_directory
 from stages.params import load_params
 
 log = logging.getLogger("stages.train")
@@ -61,11 +61,14 @@ def main() -> None:
     weights = {f"{layer.name}_{weight.name}": weight.numpy() for layer in model.layers for weight in layer.weights}
     # The four files appear together or not at all: evaluate and plots never see a partial model.
     with atomic_directory(args.models_dir / name) as out:
-        model.save(out / "model.keras")
-        np.savez(out / "weights.npz", **weights)
-        save_array(out / "test_predictions.npy", predict_probabilities(model, x_test))
-        write_json(out / "history.json", {"epoch": list(range(1, train.epochs + 1)), **history})
-    last = {name: values[-1] for name, values in history.items()}
+        model.save(out / model_files.MODEL)
+        model_files.write_model_files(
+            out,
+            history={"epoch": list(range(1, train.epochs + 1)), **history},
+            weights=weights,
+            test_predictions=predict_probabilities(model, x_test),
+        )
+    last = {metric: values[-1] for metric, values in history.items()}
     log.info("%s: last val_bce %.4f, val_accuracy %.4f", name, last["val_bce"], last["val_accuracy"])
 
 
