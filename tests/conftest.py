@@ -1,7 +1,6 @@
 """Shared fixtures: tiny datasets built by the tests themselves (no network, no real archive)."""
 
 import io
-import os
 import subprocess
 import sys
 import tarfile
@@ -12,7 +11,8 @@ import numpy as np
 import pytest
 import yaml
 
-from bench.project import commit_all, copy_files
+import bench.project
+from bench.project import commit_all, copy_files, project_env
 from stages.params import Params, parse_params
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -92,9 +92,8 @@ def tiny_archive(tmp_path: Path) -> Path:
 
 
 def pipeline_environment(repo: Path) -> dict[str, str]:
-    """The environment for `dvc` in a pipeline copy: stage commands' `python` is this interpreter."""
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-            "KERAS_HOME": str(repo / ".keras-home")}
+    """The environment for `dvc` in a pipeline copy, with a download cache of its own."""
+    return project_env(KERAS_HOME=str(repo / ".keras-home"))
 
 
 def run_in(repo: Path, *args: str) -> str:
@@ -127,7 +126,7 @@ def copy_pipeline(repo: Path, edit: Callable[[dict], None]) -> Path:
 
 def stages_run(dvc_output: str) -> set[str]:
     """The stages a `dvc repro` or `dvc exp run` output says it ran."""
-    return {line.split("'")[1] for line in dvc_output.splitlines() if line.startswith("Running stage '")}
+    return set(bench.project.stages_run(dvc_output))
 
 
 def copy_tiny_pipeline(root: Path, name: str = "project") -> Path:
