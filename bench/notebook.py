@@ -15,11 +15,13 @@ import argparse
 import json
 import os
 import time
+from collections import Counter
+from itertools import chain, repeat
 from pathlib import Path
 
 import numpy as np
 
-from stages.encode import Ragged, build_vocabulary, keras_indices, rank_tokens, read_aclimdb, tokenize
+from stages.encode import Ragged, keras_indices, read_aclimdb, tokenize
 from stages.params import Params, RegularizerSpec, load_params
 
 
@@ -32,11 +34,23 @@ def sequences_shaping(sequences: list[list[int]], dimension: int) -> np.ndarray:
 
 
 def read_ranked(archive: Path) -> dict[str, tuple[Ragged, np.ndarray]]:
-    """Each split's reviews as word frequency ranks (vocabulary from the training split), with labels."""
+    """Each split's reviews as word frequency ranks (vocabulary from the training split), with labels.
+
+    One process, as a notebook would do it, giving the ranks the encode stage gives: by
+    training-set count, ties alphabetically; 0 for a word the training split lacks.
+    """
     reviews = read_aclimdb(archive)
     tokens = {split: [tokenize(text) for text in reviews[split].texts] for split in reviews}
-    ranks = {word: rank for rank, (word, _) in enumerate(build_vocabulary(tokens["train"]), start=1)}
-    return {split: (rank_tokens(tokens[split], ranks), reviews[split].labels) for split in tokens}
+    counts = Counter(chain.from_iterable(tokens["train"]))
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    ranks = {word: rank for rank, (word, _) in enumerate(ranked, start=1)}
+    ranked_reviews = {}
+    for split, reviews_tokens in tokens.items():
+        lengths = np.array([len(review) for review in reviews_tokens], dtype=np.int64)
+        values = np.fromiter(map(ranks.get, chain.from_iterable(reviews_tokens), repeat(0)), dtype=np.int64,
+                             count=int(lengths.sum()))
+        ranked_reviews[split] = (Ragged(values=values, lengths=lengths), reviews[split].labels)
+    return ranked_reviews
 
 
 def as_lists(sequences: Ragged) -> list[list[int]]:

@@ -2,7 +2,8 @@
 
 Params: `data.source`, `data.num_words`.
 Reads: `<raw>/imdb.npz` (keras) or `<raw>/aclImdb_v1.tar.gz` (aclimdb), after checking it
-against the SHA-256 in `<raw>/source.json`; the archive is streamed, never extracted.
+against the SHA-256 in `<raw>/source.json`; the archive is streamed, never extracted, and
+other processes tokenize the reviews already read while this one reads on.
 Writes: `<out>/x_train.npy`, `y_train.npy`, `x_test.npy`, `y_test.npy` (uint8), and for
 aclimdb `<out>/vocabulary.tsv` (index, word, training-set count of each indexed word).
 
@@ -17,16 +18,17 @@ import gzip
 import io
 import json
 import logging
+import os
 import pickle
 import re
 import string
 import tarfile
 import zipfile
 import zlib
-from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from itertools import chain, repeat
+from itertools import chain, islice
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +47,11 @@ WORD_CHARACTERS = string.ascii_lowercase + string.digits + "'"
 # For `bytes.translate`: keeps the bytes of word characters and turns every other byte into a space.
 WORD_BYTES_ONLY = bytes(byte if chr(byte) in WORD_CHARACTERS else ord(" ") for byte in range(256))
 REVIEW_MEMBER = re.compile(r"(?:\./)?aclImdb/(train|test)/(pos|neg)/(\d+)_\d+\.txt")
+# Reviews go to the tokenizing processes in batches of this many: big enough that sending them
+# costs little, small enough that the last batch, tokenized after reading ends, is short.
+BATCH_REVIEWS = 2_000
+# This process reads the archive; the others tokenize what it has read so far.
+TOKENIZING_PROCESSES = max(1, (os.cpu_count() or 1) - 1)
 # Rebuilding the object arrays inside imdb.npz takes these globals and no others;
 # refusing the rest keeps a tampered file from running code through pickle.
 NUMPY_PICKLE_GLOBALS = frozenset({
@@ -75,10 +82,34 @@ class Reviews:
     labels: np.ndarray
 
 
-def _ragged(sequences: list, flat_values: Iterable[int]) -> Ragged:
+@dataclass(frozen=True)
+class TokenIds:
+    """Tokenized texts, each token an id: the position of its word in `words`, which lists each word once."""
+
+    words: list[str]
+    ids: Ragged
+
+
+@dataclass(frozen=True)
+class IndexedReviews:
+    """Reviews as ids into one word list, one row each in the order they were read.
+
+    `rows[split]` lists the rows of a split ordered by label, then review id.
+    """
+
+    words: list[str]
+    ids: Ragged
+    labels: np.ndarray
+    rows: dict[str, np.ndarray]
+
+
+ReviewKey = tuple[str, int, int]  # split, label, review id
+
+
+def _ragged(sequences: list, flat_values: Iterable[int], dtype: type = np.int64) -> Ragged:
     """A Ragged with the row lengths of `sequences` and the values `flat_values` yields, in order."""
     lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
-    values = np.fromiter(flat_values, dtype=np.int64, count=int(lengths.sum()))
+    values = np.fromiter(flat_values, dtype=dtype, count=int(lengths.sum()))
     return Ragged(values=values, lengths=lengths)
 
 
@@ -97,7 +128,7 @@ def keras_indices(ranks: Ragged, num_words: int) -> Ragged:
         The index sequences, each starting with the start index 1.
     """
     indices = ranks.values + (FIRST_WORD_INDEX - 1)
-    indices = np.where((ranks.values > 0) & (indices < num_words), indices, OOV_INDEX)
+    indices[(ranks.values == 0) | (indices >= num_words)] = OOV_INDEX
     row_starts = np.cumsum(ranks.lengths) - ranks.lengths
     return Ragged(values=np.insert(indices, row_starts, START_INDEX), lengths=ranks.lengths + 1)
 
@@ -111,10 +142,11 @@ def multi_hot(sequences: Ragged, num_words: int) -> np.ndarray:
     values = sequences.values
     if values.size and not 0 <= values.min() <= values.max() < num_words:
         raise ValueError(f"indices must lie in [0, {num_words}), got {values.min()}..{values.max()}")
-    rows = np.repeat(np.arange(len(sequences.lengths)), sequences.lengths)
-    matrix = np.zeros((len(sequences.lengths), num_words), dtype=np.uint8)
-    matrix[rows, values] = 1
-    return matrix
+    # One flat scatter (row * width + index) costs about half of a two-dimensional one.
+    flat = np.repeat(np.arange(0, len(sequences.lengths) * num_words, num_words), sequences.lengths) + values
+    matrix = np.zeros(len(sequences.lengths) * num_words, dtype=np.uint8)
+    matrix[flat] = 1
+    return matrix.reshape(len(sequences.lengths), num_words)
 
 
 def tokenize(text: str) -> list[str]:
@@ -128,37 +160,119 @@ def tokenize(text: str) -> list[str]:
     return kept.decode("ascii").split()
 
 
-def build_vocabulary(token_lists: list[list[str]]) -> list[tuple[str, int]]:
-    """Words with their counts, most frequent first; ties go alphabetically so the order is stable."""
-    counts = Counter(chain.from_iterable(token_lists))
-    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+class _FirstSeenIds(dict):
+    """word -> id, numbering words in the order they are first looked up."""
+
+    def __missing__(self, word: str) -> int:
+        self[word] = len(self)
+        return self[word]
 
 
-def rank_tokens(token_lists: list[list[str]], ranks: dict[str, int]) -> Ragged:
-    """Replace each token by its frequency rank, 0 for words not in `ranks`."""
-    # One `map` over all tokens does the lookups in C, rather than a comprehension per review.
-    return _ragged(token_lists, map(ranks.get, chain.from_iterable(token_lists), repeat(0)))
+def token_ids(texts: list[str]) -> TokenIds:
+    """Tokenize `texts`, numbering their words in order of first appearance."""
+    numbering = _FirstSeenIds()
+    token_lists = list(map(tokenize, texts))
+    # `map` over a bound method does the millions of lookups in C, not in a Python loop.
+    ids = _ragged(token_lists, map(numbering.__getitem__, chain.from_iterable(token_lists)), np.int32)
+    return TokenIds(words=list(numbering), ids=ids)
 
 
-def encode_aclimdb(
-    train: Reviews, test: Reviews, num_words: int
-) -> tuple[dict[str, np.ndarray], list[tuple[str, int]]]:
-    """Multi-hot arrays for raw reviews, with the vocabulary ranked on the training split only.
+def join_token_ids(parts: Iterable[TokenIds]) -> TokenIds:
+    """The texts of all `parts`, in order, with ids into one word list."""
+    numbering, values, lengths = _FirstSeenIds(), [], []
+    for part in parts:
+        global_ids = np.fromiter(map(numbering.__getitem__, part.words), dtype=np.int32, count=len(part.words))
+        values.append(global_ids[part.ids.values])
+        lengths.append(part.ids.lengths)
+    return TokenIds(words=list(numbering), ids=Ragged(values=np.concatenate(values), lengths=np.concatenate(lengths)))
+
+
+def rank_words(words: list[str], train_ids: np.ndarray) -> tuple[list[tuple[str, int]], np.ndarray]:
+    """The training split's words by count, ties alphabetically, and each word id's rank (1 = most frequent).
+
+    Returns:
+        The ranked words with their training-set counts, and for each id in `words` its rank,
+        0 for a word that appears only outside the training split.
+    """
+    counts = np.bincount(train_ids, minlength=len(words)).tolist()
+    ranked = sorted((word_id for word_id, count in enumerate(counts) if count), key=lambda i: (-counts[i], words[i]))
+    rank_of_id = np.zeros(len(words), dtype=np.int32)
+    rank_of_id[ranked] = np.arange(1, len(ranked) + 1)
+    return [(words[i], counts[i]) for i in ranked], rank_of_id
+
+
+def ordered_rows(keys: list[ReviewKey], source: object) -> dict[str, np.ndarray]:
+    """Per split, the positions in `keys` ordered by label then review id.
+
+    Raises:
+        DataError: a split has no reviews of one of the labels; `source` names where they were read.
+    """
+    missing = [
+        f"aclImdb/{split}/{label_name}/"
+        for split in SPLITS
+        for label, label_name in enumerate(LABELS)
+        if (split, label) not in {key[:2] for key in keys}
+    ]
+    if missing:
+        raise DataError(
+            f"{source} has no reviews under {', '.join(missing)} "
+            "(expected files named aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt)"
+        )
+    return {
+        split: np.array(sorted((row for row, key in enumerate(keys) if key[0] == split), key=keys.__getitem__),
+                        dtype=np.int64)
+        for split in SPLITS
+    }
+
+
+def _batches(reviews: Iterable[tuple[ReviewKey, str]], keys: list[ReviewKey]) -> Iterator[list[str]]:
+    """The texts of `reviews` in lists of BATCH_REVIEWS, appending their keys to `keys` as it goes."""
+    reviews = iter(reviews)
+    while batch := list(islice(reviews, BATCH_REVIEWS)):
+        keys.extend(key for key, _ in batch)
+        yield [text for _, text in batch]
+
+
+def index_reviews(reviews: Iterable[tuple[ReviewKey, str]], source: object, workers: int) -> IndexedReviews:
+    """Tokenize keyed reviews in `workers` processes while they are still being read, and order each split.
+
+    `reviews` is consumed here, in this process (reading the archive), while the worker
+    processes tokenize the batches already read.
+
+    Raises:
+        DataError: see `ordered_rows`.
+    """
+    keys: list[ReviewKey] = []
+    pool = ProcessPoolExecutor(max_workers=workers)
+    try:
+        tokens = join_token_ids(pool.map(token_ids, _batches(reviews, keys)))
+    finally:
+        pool.shutdown(cancel_futures=True)
+    return IndexedReviews(
+        words=tokens.words,
+        ids=tokens.ids,
+        labels=np.array([label for _, label, _ in keys], dtype=np.uint8),
+        rows=ordered_rows(keys, source),
+    )
+
+
+def encode_aclimdb(reviews: IndexedReviews, num_words: int) -> tuple[dict[str, np.ndarray], list[tuple[str, int]]]:
+    """Multi-hot arrays for indexed reviews, with the vocabulary ranked on the training split only.
 
     Returns:
         The arrays named as in `ARRAY_NAMES`, and the indexed words with their counts.
     """
-    train_tokens = list(map(tokenize, train.texts))
-    vocabulary = build_vocabulary(train_tokens)
-    ranks = {word: rank for rank, (word, _) in enumerate(vocabulary, start=1)}
-    train_ranks = rank_tokens(train_tokens, ranks)
-    # Millions of token strings are the biggest thing held here: let them go before the test split's.
-    del train_tokens
-    test_ranks = rank_tokens(list(map(tokenize, test.texts)), ranks)
+    ids = reviews.ids
+    in_train = np.zeros(len(ids.lengths), dtype=bool)
+    in_train[reviews.rows["train"]] = True
+    vocabulary, rank_of_id = rank_words(reviews.words, ids.values[np.repeat(in_train, ids.lengths)])
+    # All reviews in one pass, in the order read; each split then takes its rows in order.
+    ranks = Ragged(values=rank_of_id[ids.values], lengths=ids.lengths)
+    rows_multi_hot = multi_hot(keras_indices(ranks, num_words), num_words)
     arrays = {}
-    for split, split_ranks, labels in (("train", train_ranks, train.labels), ("test", test_ranks, test.labels)):
-        arrays[f"x_{split}"] = multi_hot(keras_indices(split_ranks, num_words), num_words)
-        arrays[f"y_{split}"] = labels
+    for split in SPLITS:
+        arrays[f"x_{split}"] = rows_multi_hot[reviews.rows[split]]
+        arrays[f"y_{split}"] = reviews.labels[reviews.rows[split]]
     return arrays, vocabulary[: num_words - FIRST_WORD_INDEX]
 
 
@@ -223,7 +337,7 @@ def _check_keras_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
             raise DataError(f"{path}: x_{split} and y_{split} differ in length")
 
 
-def _review_key(member: tarfile.TarInfo) -> tuple[str, int, int] | None:
+def _review_key(member: tarfile.TarInfo) -> ReviewKey | None:
     """(split, label, review id) for a labelled review file, None for every other member.
 
     The name must match the layout exactly, so `..`, absolute paths, links, `unsup/` and the
@@ -244,54 +358,41 @@ def _decode(path: Path, member: tarfile.TarInfo, raw: bytes) -> str:
         ) from None
 
 
-def _reviews_in_order(path: Path, found: dict[str, list[tuple[int, int, str]]]) -> dict[str, Reviews]:
-    missing = [
-        f"aclImdb/{split}/{label_name}/"
-        for split in SPLITS
-        for label, label_name in enumerate(LABELS)
-        if not any(item[0] == label for item in found[split])
-    ]
-    if missing:
-        raise DataError(
-            f"{path} has no reviews under {', '.join(missing)} "
-            "(expected files named aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt)"
-        )
-    reviews = {}
-    for split in SPLITS:
-        ordered = sorted(found[split])
-        reviews[split] = Reviews(
-            texts=[text for _, _, text in ordered],
-            labels=np.array([label for label, _, _ in ordered], dtype=np.uint8),
-        )
-    return reviews
-
-
-def read_aclimdb(path: Path) -> dict[str, Reviews]:
-    """Stream the labelled reviews out of an aclImdb .tar.gz: nothing is extracted or written.
+def iter_reviews(path: Path) -> Iterator[tuple[ReviewKey, str]]:
+    """Stream the labelled reviews out of an aclImdb .tar.gz, in archive order: nothing is extracted or written.
 
     Other members (`train/unsup`, `imdb.vocab`, `*.feat`, links, `..` or absolute names) are skipped.
 
-    Returns:
-        The `train` and `test` reviews, each ordered by label then review id.
-
     Raises:
-        DataError: not a gzip'd tar, corrupted, a review that is not UTF-8, or a split/label with no reviews.
+        DataError: not a gzip'd tar, corrupted, or a review that is not UTF-8.
     """
-    found: dict[str, list[tuple[int, int, str]]] = {split: [] for split in SPLITS}
     try:
         with gzip.open(path) as stream, tarfile.open(fileobj=stream, mode="r|") as archive:
             for member in archive:
                 key = _review_key(member)
                 if key is not None:
-                    split, label, review_id = key
-                    found[split].append((label, review_id, _decode(path, member, archive.extractfile(member).read())))
+                    yield key, _decode(path, member, archive.extractfile(member).read())
             # tarfile stops at the end-of-archive block. Reading on to the end of the gzip stream makes
             # it check its CRC, so damage that still parsed as tar headers fails here, not silently.
             while stream.read(CHUNK_BYTES):
                 pass
     except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
         raise DataError(f"{path} is not a readable .tar.gz archive: {error}") from None
-    return _reviews_in_order(path, found)
+
+
+def read_aclimdb(path: Path) -> dict[str, Reviews]:
+    """The `train` and `test` reviews of an aclImdb .tar.gz, each ordered by label then review id.
+
+    Raises:
+        DataError: see `iter_reviews` and `ordered_rows`.
+    """
+    reviews = list(iter_reviews(path))
+    rows = ordered_rows([key for key, _ in reviews], path)
+    return {
+        split: Reviews(texts=[reviews[row][1] for row in rows[split]],
+                       labels=np.array([reviews[row][0][1] for row in rows[split]], dtype=np.uint8))
+        for split in SPLITS
+    }
 
 
 def verified_raw_file(raw_dir: Path, filename: str) -> Path:
@@ -332,8 +433,8 @@ def main() -> None:
     if data.source == "keras":
         arrays = encode_keras(read_keras_npz(raw_file), data.num_words)
     else:
-        reviews = read_aclimdb(raw_file)
-        arrays, vocabulary = encode_aclimdb(reviews["train"], reviews["test"], data.num_words)
+        reviews = index_reviews(iter_reviews(raw_file), raw_file, TOKENIZING_PROCESSES)
+        arrays, vocabulary = encode_aclimdb(reviews, data.num_words)
         if len(vocabulary) < data.num_words - FIRST_WORD_INDEX:
             log.info("data.num_words=%d is more than the %d training words + %d reserved indices: "
                      "the last columns are all zero", data.num_words, len(vocabulary), FIRST_WORD_INDEX)

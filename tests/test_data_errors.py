@@ -14,8 +14,8 @@ import pytest
 
 from stages.encode import (
     DataError,
-    Reviews,
     encode_aclimdb,
+    index_reviews,
     read_aclimdb,
     read_keras_npz,
     tokenize,
@@ -225,10 +225,10 @@ def test_unusual_characters_tokenize_like_the_reference_regex():
 
 
 def test_num_words_beyond_the_vocabulary_gives_zero_columns_past_it():
-    train = Reviews(texts=["good film", "bad film"], labels=np.array([1, 0], dtype=np.uint8))
-    test = Reviews(texts=["good bad"], labels=np.array([1], dtype=np.uint8))
-    arrays, vocabulary = encode_aclimdb(train, test, num_words=50)
+    reviews = [(("train", 1, 0), "good film"), (("train", 0, 1), "bad film"), (("test", 1, 0), "good bad"),
+               (("test", 0, 1), "film")]
+    arrays, vocabulary = encode_aclimdb(index_reviews(reviews, "tiny", workers=1), num_words=50)
     assert [word for word, _ in vocabulary] == ["film", "bad", "good"]
     assert arrays["x_train"].shape == (2, 50)
     assert arrays["x_train"][:, 7:].sum() == arrays["x_test"][:, 7:].sum() == 0
-    assert arrays["x_test"].tolist()[0][:7] == [0, 1, 0, 0, 0, 1, 1]
+    assert arrays["x_test"].tolist()[1][:7] == [0, 1, 0, 0, 0, 1, 1]  # "good bad", the positive review

@@ -6,18 +6,27 @@ import pytest
 from stages.encode import (
     DataError,
     Ragged,
-    Reviews,
-    build_vocabulary,
     encode_aclimdb,
     encode_keras,
+    index_reviews,
+    iter_reviews,
+    join_token_ids,
     keras_indices,
     multi_hot,
     ragged_from_lists,
+    rank_words,
     read_aclimdb,
     read_keras_npz,
+    token_ids,
     tokenize,
 )
 from tests.conftest import write_keras_npz
+
+
+def keyed(split: str, *texts_by_label: list[str]) -> list[tuple[tuple[str, int, int], str]]:
+    """(key, text) pairs as `iter_reviews` yields them: texts_by_label[label] are that label's reviews."""
+    return [((split, label, number), text)
+            for label, texts in enumerate(texts_by_label) for number, text in enumerate(texts)]
 
 
 def test_keras_indices_shift_ranks_add_start_and_map_rare_words_to_oov():
@@ -43,25 +52,53 @@ def test_tokenize_lowercases_and_drops_line_breaks_and_punctuation():
     assert tokenize("Great film!<br /><br />It's GOOD, isn't it?") == ["great", "film", "it's", "good", "isn't", "it"]
 
 
+def test_token_ids_number_words_in_order_of_first_appearance():
+    tokens = token_ids(["b a b", "", "c a"])
+    assert tokens.words == ["b", "a", "c"]
+    assert tokens.ids.values.tolist() == [0, 1, 0, 2, 1]
+    assert tokens.ids.lengths.tolist() == [3, 0, 2]
+
+
+def test_joined_token_ids_share_one_word_list():
+    joined = join_token_ids([token_ids(["b a"]), token_ids(["c b", "a"])])
+    assert joined.words == ["b", "a", "c"]
+    assert [joined.words[i] for i in joined.ids.values] == ["b", "a", "c", "b", "a"]
+    assert joined.ids.lengths.tolist() == [2, 2, 1]
+
+
 def test_vocabulary_ranks_by_count_then_alphabetically():
-    assert build_vocabulary([["b", "a", "c"], ["c", "b"]]) == [("b", 2), ("c", 2), ("a", 1)]
+    vocabulary, rank_of_id = rank_words(["a", "b", "c", "z"], np.array([1, 0, 2, 2, 1]))
+    assert vocabulary == [("b", 2), ("c", 2), ("a", 1)]
+    assert rank_of_id.tolist() == [3, 1, 2, 0]  # z never appears in training: rank 0
 
 
 def test_vocabulary_comes_from_the_training_split_only():
-    train = Reviews(texts=["good good film", "bad film"], labels=np.array([1, 0], dtype=np.uint8))
-    test = Reviews(texts=["unseen unseen unseen words"], labels=np.array([1], dtype=np.uint8))
-    arrays, vocabulary = encode_aclimdb(train, test, num_words=10)
+    reviews = keyed("train", ["bad film"], ["good good film"]) + keyed("test", ["unseen"], ["unseen unseen words"])
+    arrays, vocabulary = encode_aclimdb(index_reviews(reviews, "tiny", workers=1), num_words=10)
     assert [word for word, _ in vocabulary] == ["film", "good", "bad"]
-    # Test-only words are out of vocabulary: the test row has just start (1) and OOV (2).
-    assert arrays["x_test"].tolist() == [[0, 1, 1, 0, 0, 0, 0, 0, 0, 0]]
-    assert arrays["x_train"][0].tolist() == [0, 1, 0, 0, 1, 1, 0, 0, 0, 0]
-    assert arrays["y_train"].tolist() == [1, 0]
+    # Test-only words are out of vocabulary: the test rows have just start (1) and OOV (2).
+    assert arrays["x_test"].tolist() == [[0, 1, 1, 0, 0, 0, 0, 0, 0, 0]] * 2
+    assert arrays["x_train"][1].tolist() == [0, 1, 0, 0, 1, 1, 0, 0, 0, 0]
+    assert arrays["y_train"].tolist() == [0, 1]
 
 
 def test_read_aclimdb_streams_labelled_reviews_in_a_fixed_order(tiny_archive):
     reviews = read_aclimdb(tiny_archive)
     assert len(reviews["train"].texts) == len(reviews["test"].texts) == 20
     assert reviews["train"].labels.tolist() == [0] * 10 + [1] * 10
+
+
+def test_indexing_in_parallel_batches_gives_the_rows_of_one_process_in_label_then_id_order(tiny_archive, monkeypatch):
+    reviews = read_aclimdb(tiny_archive)
+    expected = {split: [tokenize(text) for text in reviews[split].texts] for split in reviews}
+    monkeypatch.setattr("stages.encode.BATCH_REVIEWS", 7)  # several batches, the last one short
+    # Read in reverse archive order: the rows must still come out ordered by label, then review id.
+    indexed = index_reviews(reversed(list(iter_reviews(tiny_archive))), tiny_archive, workers=2)
+    starts = np.cumsum(indexed.ids.lengths) - indexed.ids.lengths
+    for split in ("train", "test"):
+        rows = [indexed.ids.values[starts[row]:starts[row] + indexed.ids.lengths[row]] for row in indexed.rows[split]]
+        assert [[indexed.words[i] for i in row] for row in rows] == expected[split]
+        assert indexed.labels[indexed.rows[split]].tolist() == reviews[split].labels.tolist()
 
 
 def test_encode_keras_matches_load_data_then_sequences_shaping(tmp_path):
