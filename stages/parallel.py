@@ -3,23 +3,24 @@
 DVC runs one stage at a time. This command keeps DVC doing all the bookkeeping and only
 changes the order:
 1. `dvc repro <the group's upstream>` brings everything the group reads up to date;
-2. each stage of the group that `dvc status` reports as changed runs as
-   `dvc repro --single-item <stage>`, up to `--jobs` at once (DVC releases its repository
-   lock while a stage's command runs and locks only that stage's deps and outs, so the
-   trainings do not block each other; `--wait-for-lock` covers the short moments when two
-   of them record their results at the same time);
-3. a plain `dvc repro` does the rest (evaluations, plots) and finds the group up to date.
+2. each stage of the group that `dvc status` reports as changed runs, followed by the stages
+   that read only its outputs (`evaluate@<key>` after `train@<key>`), as
+   `dvc repro --single-item <stage> <followers>`, up to `--jobs` of these at once (DVC
+   releases its repository lock while a stage's command runs and locks only that stage's
+   deps and outs, so they do not block each other; `--wait-for-lock` covers the short
+   moments when two of them record their results at the same time);
+3. a plain `dvc repro` does the rest (the plots) and finds everything else up to date.
 
-dvc.lock and the outputs end up as a sequential `dvc repro` leaves them. Each stage of step 2
-logs to `.dvc/tmp/parallel/<stage>.log`. When one fails, the others still finish and are
-recorded; the failed ones are named with the end of their logs, step 3 is skipped, and the
-command exits 1.
+Steps 1 and 3 and the status check run DVC inside this process, which saves a DVC start-up
+each. dvc.lock and the outputs end up as a sequential `dvc repro` leaves them. Each run of
+step 2 logs to `.dvc/tmp/parallel/<stage>.log`. When one fails, the others still finish and
+are recorded; the failed ones are named with the end of their logs, step 3 is skipped, and
+the command exits 1.
 
 Run from the project root: `python -m stages.parallel [-j JOBS] [--group train]`.
 """
 
 import argparse
-import json
 import logging
 import os
 import subprocess
@@ -55,19 +56,24 @@ class ParallelError(cli.StageError):
 
 @dataclass(frozen=True)
 class StageRun:
-    stage: str
+    stages: tuple[str, ...]
     exit_code: int
     seconds: float
     log_path: Path
 
+    @property
+    def name(self) -> str:
+        return ", ".join(self.stages)
+
 
 def load_stage_graph() -> dict[str, set[str]]:
-    """Each stage of the repository, by name, with the names of the stages whose outputs it reads."""
+    """Each stage of the repository, by name in dvc.yaml's order, with the names of the stages it reads."""
     from dvc.repo import Repo
 
     with Repo() as repo:
         graph = repo.index.graph
-        return {stage.addressing: {upstream.addressing for upstream in graph.successors(stage)} for stage in graph}
+        return {stage.addressing: {upstream.addressing for upstream in graph.successors(stage)}
+                for stage in repo.index.stages}
 
 
 def _ancestors(graph: Mapping[str, set[str]], stage: str) -> set[str]:
@@ -97,47 +103,60 @@ def plan_group(graph: Mapping[str, set[str]], group: str) -> tuple[list[str], li
     return members, upstream
 
 
+def followers(graph: Mapping[str, set[str]], members: list[str]) -> dict[str, list[str]]:
+    """For each member, the stages that read its outputs and otherwise only what the member reads.
+
+    They can run right after it, while the other members still run: `evaluate@<key>` after `train@<key>`.
+    """
+    chains = {}
+    for member in members:
+        reachable = {member} | _ancestors(graph, member)
+        chains[member] = [name for name, upstream in graph.items()
+                          if name not in members and member in upstream and upstream <= reachable]
+    return chains
+
+
 def dvc_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "dvc", *args]
 
 
 def changed_stages(stages: list[str]) -> list[str]:
     """The given stages that `dvc status` reports as changed, in the given order."""
-    result = subprocess.run(dvc_command("status", "--json", *stages), capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise ParallelError(f"dvc status failed:\n{result.stdout}{result.stderr}")
-    changed = json.loads(result.stdout or "{}")
+    from dvc.repo import Repo
+
+    with Repo() as repo:
+        changed = repo.status(targets=stages)
     return [stage for stage in stages if stage in changed]
 
 
-def run_stage(stage: str, log_dir: Path) -> StageRun:
-    """`dvc repro --single-item <stage>`, its output going to `<log_dir>/<stage>.log`."""
-    log_path = log_dir / f"{stage}.log"
+def run_stages(stages: tuple[str, ...], log_dir: Path) -> StageRun:
+    """`dvc repro --single-item <stages>`, its output going to `<log_dir>/<first stage>.log`."""
+    log_path = log_dir / f"{stages[0]}.log"
     started = time.perf_counter()
     with log_path.open("w", encoding="utf-8") as output:
-        result = subprocess.run(dvc_command("--wait-for-lock", "repro", "--single-item", stage),
+        result = subprocess.run(dvc_command("--wait-for-lock", "repro", "--single-item", *stages),
                                 stdout=output, stderr=subprocess.STDOUT, check=False)
-    return StageRun(stage, result.returncode, time.perf_counter() - started, log_path)
+    return StageRun(stages, result.returncode, time.perf_counter() - started, log_path)
 
 
 def _log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
 
 
-def run_concurrently(stages: list[str], jobs: int, log_dir: Path) -> list[StageRun]:
-    """Run `stages` with up to `jobs` at a time; each failure is logged with the end of its log as it happens."""
+def run_concurrently(chains: list[tuple[str, ...]], jobs: int, log_dir: Path) -> list[StageRun]:
+    """Run each chain of stages, up to `jobs` chains at a time; a failure is logged with the end of its log."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    log.info("running %s, %d at a time; logs in %s/", ", ".join(stages), jobs, log_dir)
+    log.info("running %s, %d at a time; logs in %s/", "; ".join(map(", ".join, chains)), jobs, log_dir)
     runs = []
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for future in as_completed([pool.submit(run_stage, stage, log_dir) for stage in stages]):
+        for future in as_completed([pool.submit(run_stages, chain, log_dir) for chain in chains]):
             run = future.result()
             runs.append(run)
             if run.exit_code == 0:
-                log.info("%s done in %.1f s", run.stage, run.seconds)
+                log.info("%s done in %.1f s", run.name, run.seconds)
             else:
                 log.error("%s failed (exit %d) after %.1f s; the end of %s:\n%s",
-                          run.stage, run.exit_code, run.seconds, run.log_path, _log_tail(run.log_path))
+                          run.name, run.exit_code, run.seconds, run.log_path, _log_tail(run.log_path))
     return runs
 
 
@@ -186,22 +205,26 @@ def order_new_entries(new_stages: list[str], lock_path: Path = LOCK_FILE) -> Non
 
 
 def _repro(*targets: str) -> None:
-    if subprocess.run(dvc_command("repro", *targets), check=False).returncode != 0:
+    """`dvc repro <targets>` inside this process."""
+    from dvc.cli import main as dvc_main
+
+    if dvc_main(["repro", *targets]) != 0:
         raise ParallelError(f"dvc repro {' '.join(targets)} failed (its output is above)")
 
 
-def _run_group(stages: list[str], jobs: int) -> None:
-    """Step 2: run `stages` concurrently, leaving .gitignore files and dvc.lock as a sequential run does."""
+def _run_group(chains: list[tuple[str, ...]], in_sequential_order: list[str], jobs: int) -> None:
+    """Step 2: run the chains concurrently, leaving .gitignore files and dvc.lock as a sequential run does."""
+    stages = [stage for stage in in_sequential_order if any(stage in chain for chain in chains)]
     recorded_before = set(locked_stages())
     ignore_outputs(stages)
-    runs = run_concurrently(stages, min(jobs, len(stages)), LOG_DIR)
+    runs = run_concurrently(chains, min(jobs, len(chains)), LOG_DIR)
     recorded_now = set(locked_stages())
     new_entries = [stage for stage in stages if stage in recorded_now - recorded_before]
     if len(new_entries) > 1:
         order_new_entries(new_entries)
-    failed = [run.stage for run in runs if run.exit_code]
+    failed = [run.name for run in runs if run.exit_code]
     if failed:
-        raise ParallelError(f"{', '.join(failed)} failed (see above); the stages that succeeded are recorded "
+        raise ParallelError(f"{'; '.join(failed)} failed (see above); the stages that succeeded are recorded "
                             "in dvc.lock. Fix the cause and run this again.")
 
 
@@ -218,12 +241,14 @@ def main() -> None:
     parser.add_argument("--group", default="train", help="the foreach group to run concurrently (default: train)")
     args = parser.parse_args()
 
-    members, upstream = plan_group(load_stage_graph(), args.group)
+    graph = load_stage_graph()
+    members, upstream = plan_group(graph, args.group)
     if upstream:
         _repro(*upstream)
-    changed = changed_stages(members)
-    if changed:
-        _run_group(changed, args.jobs)
+    after = followers(graph, members)
+    chains = [(member, *after[member]) for member in changed_stages(members)]
+    if chains:
+        _run_group(chains, list(graph), args.jobs)
     _repro()
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.project import lock_differences
-from stages.parallel import ParallelError, parse_jobs, plan_group
+from stages.parallel import ParallelError, followers, parse_jobs, plan_group
 from tests.conftest import (
     copy_pipeline,
     edit_params,
@@ -51,12 +51,13 @@ def repos(tmp_path_factory) -> dict[str, Path]:
     return repos
 
 
-def test_the_trainings_ran_together_then_the_rest(repos):
+def test_each_training_ran_with_its_evaluation_beside_the_other_then_the_rest(repos):
     output = (repos["parallel"] / "parallel.log").read_text()
-    assert "running train@basic, train@l2, 2 at a time" in output
-    assert stages_run(output) == {"fetch", "encode", "evaluate@basic", "evaluate@l2", "plots"}
-    for stage in ("train@basic", "train@l2"):
-        assert "Running stage" in (repos["parallel"] / ".dvc/tmp/parallel" / f"{stage}.log").read_text()
+    assert "running train@basic, evaluate@basic; train@l2, evaluate@l2, 2 at a time" in output
+    assert stages_run(output) == {"fetch", "encode", "plots"}
+    for model in ("basic", "l2"):
+        log = (repos["parallel"] / ".dvc/tmp/parallel" / f"train@{model}.log").read_text()
+        assert stages_run(log) == {f"train@{model}", f"evaluate@{model}"}
 
 
 def test_dvc_lock_gitignore_and_metrics_match_a_sequential_run(repos):
@@ -79,12 +80,12 @@ def test_a_diverging_training_is_reported_and_the_other_one_recorded(repos):
                                                              basic={"regularizer": "none", "rate": 0.5}))
     result = _parallel(repo)
     assert result.returncode == 1
-    assert "train@l2 failed" in result.stderr
+    assert "train@l2, evaluate@l2 failed" in result.stderr
     assert "the loss became NaN or infinite" in result.stderr  # the end of its log, shown
-    assert "train@basic done" in result.stderr
+    assert "train@basic, evaluate@basic done" in result.stderr
     changed = json.loads(run_dvc(repo, "status", "--json"))
-    assert "train@l2" in changed and "train@basic" not in changed
-    assert "evaluate@basic" in changed  # the rest of the pipeline waits for the fix
+    assert "train@l2" in changed and "train@basic" not in changed and "evaluate@basic" not in changed
+    assert "plots" in changed  # the rest of the pipeline waits for the fix
 
 
 def _graph(**upstream: str) -> dict[str, set[str]]:
@@ -94,6 +95,13 @@ def _graph(**upstream: str) -> dict[str, set[str]]:
 def test_plan_group_finds_the_members_and_their_upstream():
     graph = _graph(fetch="", encode="fetch", **{"train@a": "encode", "train@b": "encode", "plots": "train@a train@b"})
     assert plan_group(graph, "train") == (["train@a", "train@b"], ["encode"])
+
+
+def test_followers_are_the_stages_that_need_nothing_but_one_member_and_its_inputs():
+    graph = _graph(fetch="", encode="fetch", **{"train@a": "encode", "train@b": "encode",
+                                                "evaluate@a": "train@a encode", "evaluate@b": "train@b fetch",
+                                                "compare": "train@a train@b", "plots": "evaluate@a evaluate@b"})
+    assert followers(graph, ["train@a", "train@b"]) == {"train@a": ["evaluate@a"], "train@b": ["evaluate@b"]}
 
 
 def test_plan_group_refuses_members_that_depend_on_each_other():
