@@ -78,6 +78,7 @@ def variants(params) -> dict[str, Callable]:
         "bare model.fit": bare(),
         f"train stage (steps_per_execution={spe})": pipeline(spe),
         "train stage (steps_per_execution=1)": pipeline(1),
+        f"bare, steps_per_execution={spe} (fit's own validation pass)": bare(steps_per_execution=spe),
         f"bare, steps_per_execution={spe}, jit_compile (no op determinism)": bare(steps_per_execution=spe,
                                                                                    jit_compile=True),
         f"bare, steps_per_execution={spe}, tf.data": bare(steps_per_execution=spe, dataset=True),

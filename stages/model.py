@@ -71,6 +71,30 @@ def _optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
     return optimizers[name](learning_rate=learning_rate)
 
 
+class ValidationMetrics(keras.callbacks.Callback):
+    """At each epoch's end, `val_loss`, `val_bce` and `val_accuracy` from one call of the model on all validation rows.
+
+    The same metrics as `fit(validation_data=...)` at a fraction of the cost: fit traces a second
+    TensorFlow function for them and runs the rows batch by batch, about 0.9 s of a 7 s training
+    here; one call on 25,000 rows takes milliseconds. The values agree with fit's to float32
+    rounding (fit sums batch by batch); on the full IMDB arrays `val_bce` and `val_accuracy`
+    come out bit for bit the same. Keras' History and progress bar run after user callbacks,
+    so they record these.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray):
+        super().__init__()
+        self.x, self.y = x, y
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        probabilities = self.model(self.x, training=False)
+        bce = keras.ops.mean(keras.losses.binary_crossentropy(self.y, probabilities))
+        penalty = keras.ops.sum(self.model.losses) if self.model.losses else 0.0
+        correct = keras.ops.equal(keras.ops.greater(probabilities, 0.5), keras.ops.greater(self.y, 0.5))
+        logs.update(val_loss=float(bce + penalty), val_bce=float(bce),
+                    val_accuracy=float(keras.ops.mean(keras.ops.cast(correct, "float32"))))
+
+
 def train_model(
     model: keras.Model,
     *,
@@ -98,8 +122,7 @@ def train_model(
         *train_data,
         epochs=params.epochs,
         batch_size=params.batch_size,
-        validation_data=validation_data,
-        callbacks=[keras.callbacks.TerminateOnNaN()],
+        callbacks=[ValidationMetrics(*validation_data), keras.callbacks.TerminateOnNaN()],
         verbose=2,
     )
     history = {name: [float(value) for value in values] for name, values in fitted.history.items()}

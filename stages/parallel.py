@@ -241,6 +241,8 @@ def main() -> None:
     parser.add_argument("--group", default="train", help="the foreach group to run concurrently (default: train)")
     args = parser.parse_args()
 
+    # DVC, run in this process, prints through its own handlers; the stage log format would repeat each line.
+    logging.getLogger("dvc").propagate = False
     graph = load_stage_graph()
     members, upstream = plan_group(graph, args.group)
     if upstream:

@@ -61,3 +61,26 @@ def test_a_diverging_training_stops_with_a_clear_error(tiny_data, default_params
     model = build_model(num_words=10, hidden_units=(8,), spec=RegularizerSpec("none", 0.0))
     with pytest.raises(TrainingError, match="lower train.learning_rate"):
         train_model(model, train_data=tiny_data, validation_data=tiny_data, params=params)
+
+
+@pytest.mark.parametrize("spec", [RegularizerSpec("none", 0.0), RegularizerSpec("l1", 0.01)])
+def test_validation_metrics_are_those_fit_computes_itself(spec, tiny_data, default_params):
+    x, y = tiny_data
+    validation = (x[::-1].copy(), 1 - y)  # other rows than training's, so the metrics differ from it
+    params = dataclasses.replace(default_params.train, epochs=3, batch_size=16, hidden_units=(8,))
+
+    def fit(validation_by_fit: bool) -> dict[str, list[float]]:
+        seed_everything(1)
+        model = build_model(num_words=10, hidden_units=(8,), spec=spec)
+        if not validation_by_fit:
+            return train_model(model, train_data=tiny_data, validation_data=validation, params=params)
+        model.compile(optimizer=keras.optimizers.Adam(params.learning_rate), loss=keras.losses.BinaryCrossentropy(),
+                      metrics=["accuracy", keras.metrics.BinaryCrossentropy(name="bce")],
+                      steps_per_execution=params.steps_per_execution)
+        return model.fit(*tiny_data, epochs=3, batch_size=16, validation_data=validation, verbose=0).history
+
+    ours, keras_own = fit(validation_by_fit=False), fit(validation_by_fit=True)
+    for name in ("loss", "bce", "accuracy"):  # training itself is untouched
+        assert ours[name] == keras_own[name], name
+    for name in ("val_loss", "val_bce", "val_accuracy"):  # fit sums batch by batch: float32 rounding apart
+        np.testing.assert_allclose(ours[name], keras_own[name], rtol=1e-6, err_msg=name)
