@@ -22,7 +22,6 @@ import os
 import pickle
 import re
 import string
-import tarfile
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator
@@ -37,6 +36,7 @@ from stages import cli
 from stages.atomic import atomic_directory, save_array, write_text
 from stages.params import FIRST_WORD_INDEX, load_params
 from stages.sources import CHUNK_BYTES, SOURCE_RECORD, SOURCES, sha256_of
+from stages.tar_stream import TarFormatError, regular_files
 
 log = logging.getLogger("stages.encode")
 
@@ -50,8 +50,10 @@ REVIEW_MEMBER = re.compile(r"(?:\./)?aclImdb/(train|test)/(pos|neg)/(\d+)_\d+\.t
 # Reviews go to the tokenizing processes in batches of this many: big enough that sending them
 # costs little, small enough that the last batch, tokenized after reading ends, is short.
 BATCH_REVIEWS = 2_000
-# This process reads the archive; the others tokenize what it has read so far.
-TOKENIZING_PROCESSES = max(1, (os.cpu_count() or 1) - 1)
+# This process reads the archive while the others tokenize what it has read so far. Reading
+# takes under a third of the tokenizing time (0.9 s vs 3 s of CPU on the full archive), so one
+# tokenizing process per core keeps every core busy.
+TOKENIZING_PROCESSES = os.cpu_count() or 1
 # Rebuilding the object arrays inside imdb.npz takes these globals and no others;
 # refusing the rest keeps a tampered file from running code through pickle.
 NUMPY_PICKLE_GLOBALS = frozenset({
@@ -337,46 +339,45 @@ def _check_keras_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
             raise DataError(f"{path}: x_{split} and y_{split} differ in length")
 
 
-def _review_key(member: tarfile.TarInfo) -> ReviewKey | None:
-    """(split, label, review id) for a labelled review file, None for every other member.
+def _review_key(name: str) -> ReviewKey | None:
+    """(split, label, review id) for the name of a labelled review file, None for every other name.
 
-    The name must match the layout exactly, so `..`, absolute paths, links, `unsup/` and the
-    extra files of the full Stanford archive are all skipped.
+    The name must match the layout exactly, so `..`, absolute paths, `unsup/` and the extra
+    files of the full Stanford archive are all skipped.
     """
-    match = REVIEW_MEMBER.fullmatch(member.name)
-    if match is None or not member.isfile():
+    match = REVIEW_MEMBER.fullmatch(name)
+    if match is None:
         return None
     return match.group(1), LABELS.index(match.group(2)), int(match.group(3))
 
 
-def _decode(path: Path, member: tarfile.TarInfo, raw: bytes) -> str:
+def _decode(path: Path, name: str, raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise DataError(
-            f"{path}: {member.name} is not UTF-8 text (byte {error.start} is 0x{raw[error.start]:02x})"
-        ) from None
+        raise DataError(f"{path}: {name} is not UTF-8 text (byte {error.start} is 0x{raw[error.start]:02x})") from None
 
 
 def iter_reviews(path: Path) -> Iterator[tuple[ReviewKey, str]]:
     """Stream the labelled reviews out of an aclImdb .tar.gz, in archive order: nothing is extracted or written.
 
     Other members (`train/unsup`, `imdb.vocab`, `*.feat`, links, `..` or absolute names) are skipped.
+    The tar format is read by `stages.tar_stream`, several times faster than `tarfile` here.
 
     Raises:
         DataError: not a gzip'd tar, corrupted, or a review that is not UTF-8.
     """
     try:
-        with gzip.open(path) as stream, tarfile.open(fileobj=stream, mode="r|") as archive:
-            for member in archive:
-                key = _review_key(member)
+        with gzip.open(path) as stream:
+            for name, data in regular_files(stream):
+                key = _review_key(name)
                 if key is not None:
-                    yield key, _decode(path, member, archive.extractfile(member).read())
-            # tarfile stops at the end-of-archive block. Reading on to the end of the gzip stream makes
+                    yield key, _decode(path, name, data)
+            # Reading stops at the end-of-archive block. Reading on to the end of the gzip stream makes
             # it check its CRC, so damage that still parsed as tar headers fails here, not silently.
             while stream.read(CHUNK_BYTES):
                 pass
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
+    except (TarFormatError, OSError, EOFError, zlib.error) as error:
         raise DataError(f"{path} is not a readable .tar.gz archive: {error}") from None
 
 

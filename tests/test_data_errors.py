@@ -51,7 +51,8 @@ def test_a_gzip_that_holds_no_tar_is_named_as_such(tmp_path):
     path.write_bytes(gzip.compress(b"plain text, not a tar archive " * 40))
     with pytest.raises(DataError) as failure:
         read_aclimdb(path)
-    assert str(failure.value) == f"{path} is not a readable .tar.gz archive: invalid header"
+    assert str(failure.value) == (f"{path} is not a readable .tar.gz archive: "
+                                  "invalid tar header at byte 0: b'e plain' is not an octal number")
 
 
 def test_a_truncated_archive_is_named_as_such(archive, tmp_path):
