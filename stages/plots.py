@@ -13,6 +13,9 @@ Writes to `<out>/`:
 import argparse
 import json
 import logging
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +136,12 @@ def figure_test_bce(rows: list[dict]) -> Figure:
     return figure
 
 
+def save_figure(path: Path, draw: Callable[..., Figure], *args) -> None:
+    """Draw one figure and write it to `path` as a PNG."""
+    with atomic_path(path) as temporary:
+        draw(*args).savefig(temporary, dpi=110)
+
+
 def report_markdown(metrics: dict[str, dict]) -> str:
     """A table of every model's metrics, the best one named, and the figures linked."""
     best = min(metrics, key=lambda name: metrics[name]["test_bce"])
@@ -176,16 +185,19 @@ def main() -> None:
     write_csv(args.out / "weights.csv", histogram)
     write_csv(args.out / "test.csv", tests)
     figures = {
-        "validation_bce": figure_curves(curves, {"val_bce": "-"}, "binary cross-entropy", FIGURES["validation_bce"]),
-        "train_vs_validation": figure_train_vs_validation(curves),
-        "accuracy": figure_curves(curves, {"train_accuracy": ":", "val_accuracy": "-"}, "accuracy",
-                                  FIGURES["accuracy"]),
-        "weights": figure_weights(histogram),
-        "test_bce": figure_test_bce(tests),
+        "validation_bce": (figure_curves, curves, {"val_bce": "-"}, "binary cross-entropy", FIGURES["validation_bce"]),
+        "train_vs_validation": (figure_train_vs_validation, curves),
+        "accuracy": (figure_curves, curves, {"train_accuracy": ":", "val_accuracy": "-"}, "accuracy",
+                     FIGURES["accuracy"]),
+        "weights": (figure_weights, histogram),
+        "test_bce": (figure_test_bce, tests),
     }
-    for name, figure in figures.items():
-        with atomic_path(args.out / f"{name}.png") as temporary:
-            figure.savefig(temporary, dpi=110)
+    # Drawing the PNGs is most of this stage (0.75 s of 1.25 s on one core), and the stage ends
+    # every run, with the other cores idle: one process per core draws them.
+    with ProcessPoolExecutor(max_workers=min(len(figures), os.cpu_count() or 1)) as pool:
+        drawn = [pool.submit(save_figure, args.out / f"{name}.png", *figure) for name, figure in figures.items()]
+        for future in drawn:
+            future.result()
     write_text(args.out / "report.md", report_markdown(metrics))
     log.info("wrote %d figures, plot data and report.md to %s", len(figures), args.out)
 
