@@ -47,7 +47,8 @@ def read_ranked(archive: Path) -> dict[str, tuple[Ragged, np.ndarray]]:
     ranked_reviews = {}
     for split, reviews_tokens in tokens.items():
         lengths = np.array([len(review) for review in reviews_tokens], dtype=np.int64)
-        values = np.fromiter(map(ranks.get, chain.from_iterable(reviews_tokens), repeat(0)), dtype=np.int64,
+        # int32, as the encode stage's ranks are, so bench.encoding times multi_hot on what encode gives it.
+        values = np.fromiter(map(ranks.get, chain.from_iterable(reviews_tokens), repeat(0)), dtype=np.int32,
                              count=int(lengths.sum()))
         ranked_reviews[split] = (Ragged(values=values, lengths=lengths), reviews[split].labels)
     return ranked_reviews

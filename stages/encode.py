@@ -144,9 +144,13 @@ def multi_hot(sequences: Ragged, num_words: int) -> np.ndarray:
     values = sequences.values
     if values.size and not 0 <= values.min() <= values.max() < num_words:
         raise ValueError(f"indices must lie in [0, {num_words}), got {values.min()}..{values.max()}")
-    # One flat scatter (row * width + index) costs about half of a two-dimensional one.
-    flat = np.repeat(np.arange(0, len(sequences.lengths) * num_words, num_words), sequences.lengths) + values
-    matrix = np.zeros(len(sequences.lengths) * num_words, dtype=np.uint8)
+    # One flat scatter (row * width + index) costs about half of a two-dimensional one, and
+    # 32-bit positions, when they fit, move half the bytes of 64-bit ones.
+    size = len(sequences.lengths) * num_words
+    position_type = np.int32 if size < 2**31 else np.int64
+    flat = np.repeat(np.arange(0, size, num_words, dtype=position_type), sequences.lengths)
+    flat += values.astype(position_type, copy=False)
+    matrix = np.zeros(size, dtype=np.uint8)
     matrix[flat] = 1
     return matrix.reshape(len(sequences.lengths), num_words)
 
