@@ -129,8 +129,10 @@ def keras_indices(ranks: Ragged, num_words: int) -> Ragged:
     Returns:
         The index sequences, each starting with the start index 1.
     """
-    indices = ranks.values + (FIRST_WORD_INDEX - 1)
-    indices[(ranks.values == 0) | (indices >= num_words)] = OOV_INDEX
+    # One lookup per token in a table of every rank's index costs less than computing them.
+    index_of_rank = np.arange(ranks.values.max(initial=0) + 1, dtype=ranks.values.dtype) + (FIRST_WORD_INDEX - 1)
+    index_of_rank[(index_of_rank == FIRST_WORD_INDEX - 1) | (index_of_rank >= num_words)] = OOV_INDEX
+    indices = index_of_rank[ranks.values]
     row_starts = np.cumsum(ranks.lengths) - ranks.lengths
     return Ragged(values=np.insert(indices, row_starts, START_INDEX), lengths=ranks.lengths + 1)
 
@@ -200,11 +202,13 @@ def rank_words(words: list[str], train_ids: np.ndarray) -> tuple[list[tuple[str,
         The ranked words with their training-set counts, and for each id in `words` its rank,
         0 for a word that appears only outside the training split.
     """
-    counts = np.bincount(train_ids, minlength=len(words)).tolist()
-    ranked = sorted((word_id for word_id, count in enumerate(counts) if count), key=lambda i: (-counts[i], words[i]))
+    counts = np.bincount(train_ids, minlength=len(words))
+    alphabetical = np.array(sorted(np.flatnonzero(counts).tolist(), key=words.__getitem__), dtype=np.int64)
+    # A stable sort by descending count keeps equal counts in alphabetical order.
+    ranked = alphabetical[np.argsort(-counts[alphabetical], kind="stable")]
     rank_of_id = np.zeros(len(words), dtype=np.int32)
     rank_of_id[ranked] = np.arange(1, len(ranked) + 1)
-    return [(words[i], counts[i]) for i in ranked], rank_of_id
+    return [(words[i], int(counts[i])) for i in ranked.tolist()], rank_of_id
 
 
 def ordered_rows(keys: list[ReviewKey], source: object) -> dict[str, np.ndarray]:
