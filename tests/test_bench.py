@@ -59,6 +59,12 @@ def test_a_process_that_imports_tensorflow_is_flagged(tmp_path):
     assert run.processes["fake"]["tensorflow"] is True
 
 
+def test_a_process_that_leaves_through_os_exit_is_recorded_too(tmp_path):
+    # As the train stage does, to spare TensorFlow's teardown.
+    run = measure(["python", "-c", "import os; os._exit(0)"], name="quick", cwd=tmp_path, logs=tmp_path)
+    assert run.processes["quick"]["peak_rss_mb"] > 0
+
+
 def test_a_failing_command_is_reported_with_its_output(tmp_path):
     with pytest.raises(BenchError, match="(?s)exit 3.*the reason"):
         measure(["python", "-c", "print('the reason'); raise SystemExit(3)"], name="fail", cwd=tmp_path, logs=tmp_path)

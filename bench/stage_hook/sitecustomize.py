@@ -3,7 +3,7 @@
 The benchmark puts this directory on PYTHONPATH, so Python imports this module at start-up.
 A process that has a name, DVC_STAGE (which DVC sets for a stage's command) or else
 BENCH_PROCESS (which the benchmark sets for what it runs), appends one JSON line to
-$BENCH_STAGE_LOG at exit: that name, its wall time, its peak resident memory and whether
+$BENCH_STAGE_LOG at exit (also through os._exit): that name, its wall time, its peak resident memory and whether
 it imported TensorFlow. Without BENCH_STAGE_LOG it does nothing.
 """
 
@@ -41,6 +41,13 @@ def _record(name: str, log_path: str) -> None:
         log.write(json.dumps(record) + "\n")
 
 
+def _record_then_exit(code: int) -> None:
+    _record(_NAME, os.environ["BENCH_STAGE_LOG"])
+    _os_exit(code)
+
+
 _NAME = os.environ.get("DVC_STAGE") or os.environ.get("BENCH_PROCESS")
 if _NAME and "BENCH_STAGE_LOG" in os.environ:
     atexit.register(_record, _NAME, os.environ["BENCH_STAGE_LOG"])
+    # The train stage leaves through os._exit, skipping atexit, to spare TensorFlow's teardown.
+    _os_exit, os._exit = os._exit, _record_then_exit
