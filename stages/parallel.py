@@ -41,9 +41,9 @@ log = logging.getLogger("stages.parallel")
 JOBS_VARIABLE = "PARALLEL_JOBS"
 # A training keeps about one core busy on average (TensorFlow's start-up is single-threaded and
 # these small layers do not fill two threads), so one process more than there are cores keeps
-# the cores busy. Measured on 2 cores, `python -m stages.parallel` with three trainings to run:
-# 31 s one at a time, 26 s two at a time, 21 s all three at once. One TensorFlow thread per process
-# instead of two did not help (25 s and 22 s, the same CPU time), so the stages keep their defaults.
+# the cores busy. Measured on 2 cores, a cold `python -m stages.parallel` on the full archive:
+# 25.6 s with -j 1, 20.3 s with -j 2, 17.2 s with -j 3, 17.8 s with -j 4. One TensorFlow thread
+# per process instead of two changed it by less than the noise (0.3 s), so the stages keep their defaults.
 DEFAULT_JOBS = (os.cpu_count() or 1) + 1
 LOG_DIR = Path(".dvc/tmp/parallel")
 LOG_TAIL_LINES = 15
