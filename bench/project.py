@@ -20,7 +20,6 @@ PROJECT_FILES = ["stages", "bench", "dvc.yaml", "params.yaml", ".dvcignore", ".d
                  ".dvc/.gitignore"]
 # Keras writes the time of saving into model.keras (its metadata and zip entry dates), so two
 # otherwise identical trainings differ in that file alone, and so do the hashes of its directory.
-TIMESTAMPED_FILES = frozenset({"model.keras"})
 
 
 def project_env(**extra: str) -> dict[str, str]:
@@ -73,25 +72,8 @@ def copy_project(destination: Path, params: Mapping[str, Any] = ()) -> Path:
     return destination
 
 
-def _files(directory: Path) -> dict[Path, bytes]:
-    return {path.relative_to(directory): path.read_bytes() for path in directory.rglob("*") if path.is_file()}
-
-
-def differ_only_in_timestamped_files(first: Path, second: Path) -> bool:
-    """Whether two directories hold the same files with the same bytes, except files Keras stamps with a time."""
-    if not (first.is_dir() and second.is_dir()):
-        return False
-    files_first, files_second = _files(first), _files(second)
-    if files_first.keys() != files_second.keys():
-        return False
-    changed = [name for name in files_first if files_first[name] != files_second[name]]
-    return all(name.name in TIMESTAMPED_FILES for name in changed)
-
-
 def lock_differences(first: Path, second: Path) -> list[str]:
-    """How the dvc.lock of two repos differ, beyond the hashes of directories whose only change is model.keras.
-
-    Both workspaces must hold the outputs their dvc.lock records (as after `dvc repro`).
+    """How the dvc.lock of two repos differ.
 
     Returns:
         One line per difference (stage order, a stage's entry); empty when the locks match.
@@ -100,14 +82,5 @@ def lock_differences(first: Path, second: Path) -> list[str]:
     stages_second = yaml.safe_load((second / "dvc.lock").read_text())["stages"]
     if list(stages_first) != list(stages_second):
         return [f"stage order: {list(stages_first)} != {list(stages_second)}"]
-    differences = []
-    for name, entry in stages_first.items():
-        other = stages_second[name]
-        for kind in ("deps", "outs"):
-            for item, other_item in zip(entry.get(kind, []), other.get(kind, []), strict=False):
-                if item.get("md5") != other_item.get("md5") and differ_only_in_timestamped_files(
-                        first / item["path"], second / other_item["path"]):
-                    other_item["md5"] = item["md5"]
-        if entry != other:
-            differences.append(f"{name}: {entry} != {other}")
-    return differences
+    return [f"{name}: {entry} != {stages_second[name]}"
+            for name, entry in stages_first.items() if entry != stages_second[name]]

@@ -3,8 +3,11 @@
 Every model shares `build_model` and `train_model`; only the regularizer differs.
 """
 
+import json
 import os
 import sys
+import zipfile
+from pathlib import Path
 
 import numpy as np
 
@@ -26,6 +29,9 @@ from keras import layers  # noqa: E402
 
 if _hide_matplotlib:
     del sys.modules["matplotlib"]
+
+
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
 
 
 class TrainingError(StageError):
@@ -132,6 +138,41 @@ def train_model(
             f"try a lower train.learning_rate (now {params.learning_rate}) or a lower regularization rate"
         )
     return history
+
+
+def _renumber_shared_objects(config: object, numbers: dict[int, int]) -> object:
+    """`config` with each `shared_object_id` replaced by its position among the distinct ones (from 1)."""
+    if isinstance(config, dict):
+        return {key: numbers.setdefault(value, len(numbers) + 1) if key == "shared_object_id"
+                else _renumber_shared_objects(value, numbers) for key, value in config.items()}
+    if isinstance(config, list):
+        return [_renumber_shared_objects(value, numbers) for value in config]
+    return config
+
+
+def save_model(model: keras.Model, path: Path) -> None:
+    """`model.save(path)`, with bytes that depend on the model only.
+
+    Keras stamps the time of saving into a .keras file (`date_saved` in metadata.json and the
+    zip entry's time of the weights) and the memory addresses of shared objects into its config
+    (`shared_object_id`), so identical trainings would get different hashes in dvc.lock and
+    rerun everything downstream. The zip is rewritten without the times, and with the shared
+    objects numbered 1, 2, ... in order of appearance (they only have to match each other).
+    """
+    model.save(path)
+    with zipfile.ZipFile(path) as saved:
+        entries = [(info, saved.read(info)) for info in saved.infolist()]
+    with zipfile.ZipFile(path, "w") as rewritten:
+        for info, data in entries:
+            if info.filename == "metadata.json":
+                metadata = json.loads(data)
+                metadata.pop("date_saved", None)
+                data = json.dumps(metadata).encode()
+            elif info.filename == "config.json":
+                data = json.dumps(_renumber_shared_objects(json.loads(data), {})).encode()
+            entry = zipfile.ZipInfo(info.filename, date_time=ZIP_EPOCH)
+            entry.compress_type = info.compress_type
+            rewritten.writestr(entry, data)
 
 
 def predict_probabilities(model: keras.Model, x: np.ndarray) -> np.ndarray:

@@ -53,7 +53,7 @@ def main() -> None:
     else:
         train_data, validation_data = split_validation(x_train, y_train, train.validation, train.seed)
 
-    from stages.model import build_model, predict_probabilities, seed_everything, train_model
+    from stages.model import build_model, predict_probabilities, save_model, seed_everything, train_model
 
     seed_everything(train.seed)
     model = build_model(num_words=x_train.shape[1], hidden_units=train.hidden_units, spec=spec)
@@ -63,7 +63,7 @@ def main() -> None:
     weights = {f"{layer.name}_{weight.name}": weight.numpy() for layer in model.layers for weight in layer.weights}
     # The four files appear together or not at all: evaluate and plots never see a partial model.
     with atomic_directory(args.models_dir / name) as out:
-        model.save(out / model_files.MODEL)
+        save_model(model, out / model_files.MODEL)
         model_files.write_model_files(
             out,
             history={"epoch": list(range(1, train.epochs + 1)), **history},

@@ -84,3 +84,24 @@ def test_validation_metrics_are_those_fit_computes_itself(spec, tiny_data, defau
         assert ours[name] == keras_own[name], name
     for name in ("val_loss", "val_bce", "val_accuracy"):  # fit sums batch by batch: float32 rounding apart
         np.testing.assert_allclose(ours[name], keras_own[name], rtol=1e-6, err_msg=name)
+
+
+def test_a_saved_model_carries_no_time_and_loads_back(tmp_path, tiny_data):
+    import json
+    import re
+    import zipfile
+
+    from stages.model import ZIP_EPOCH, predict_probabilities, save_model
+
+    seed_everything(1)
+    model = build_model(num_words=10, hidden_units=(8,), spec=RegularizerSpec("l1", 0.01))
+    save_model(model, tmp_path / "model.keras")
+    with zipfile.ZipFile(tmp_path / "model.keras") as saved:
+        assert {info.date_time for info in saved.infolist()} == {ZIP_EPOCH}
+        metadata = json.loads(saved.read("metadata.json"))
+        shared_ids = re.findall(rb'"shared_object_id": (\d+)', saved.read("config.json"))
+    assert "date_saved" not in metadata and metadata["keras_version"] == keras.__version__
+    assert shared_ids and set(shared_ids) == {b"1"}  # one dtype policy shared by the layers, not its address
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    x = tiny_data[0]
+    np.testing.assert_array_equal(predict_probabilities(loaded, x), predict_probabilities(model, x))

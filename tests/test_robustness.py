@@ -36,7 +36,8 @@ from tests.conftest import (
 MODEL_STAGES = {"train@l1", "evaluate@l1", "plots"}
 # Logged by the train stage once TensorFlow is up and the network built: training has begun.
 TRAINING_STARTED = "training l1 ("
-COMPARED_FILES = ["metrics/l1.json", "models/l1/history.json", "models/l1/test_predictions.npy"]
+COMPARED_FILES = ["metrics/l1.json", "models/l1/history.json", "models/l1/test_predictions.npy",
+                  "models/l1/weights.npz", "models/l1/model.keras"]
 TIMEOUT_SECONDS = 300
 
 # A stage-like child: it writes half an output directory, says so, and waits for a signal.
