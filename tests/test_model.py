@@ -86,6 +86,8 @@ def test_validation_metrics_are_those_fit_computes_itself(spec, tiny_data, defau
         np.testing.assert_allclose(ours[name], keras_own[name], rtol=1e-6, err_msg=name)
 
 
+# Keras' loader (3.15) hands NumPy 2 an object whose __array__ predates its `copy` keyword: not ours to fix.
+@pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
 def test_a_saved_model_carries_no_time_and_loads_back(tmp_path, tiny_data):
     import json
     import re
