@@ -84,8 +84,8 @@ def _runs_table(results: dict[str, Any]) -> list[str]:
         (f"cold `python -m stages.parallel{f' -j {jobs}' if jobs else ''}` (trainings at once)",
          results["parallel_cold"]["seconds"]),
         (f"one change (`models.{change['model']}.rate` → {change['rate']:g}), `dvc repro`", change["seconds"]),
-        ("no-op `dvc repro` (median of 3)", noop["repro_seconds"]),
-        ("`dvc status`, same repo (median of 3)", noop["status_seconds"]),
+        (f"no-op `dvc repro` (median of {noop['repeats']})", noop["repro_seconds"]),
+        (f"`dvc status`, same repo (median of {noop['repeats']})", noop["status_seconds"]),
     ]
     return _table(["run", "seconds", "÷ notebook"], [[name, f"{seconds:.1f}", f"{seconds / notebook:.2f}"]
                                                       for name, seconds in runs])

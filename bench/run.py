@@ -35,7 +35,7 @@ from bench.project import PROJECT_ROOT, copy_project, lock_differences, project_
 DEFAULT_ARCHIVE = PROJECT_ROOT.parent / "shared" / "data" / "aclImdb_labeled.tar.gz"
 HOOK_DIR = Path(__file__).resolve().parent / "stage_hook"
 ENCODE_WIDTHS = (100, 1_000, 10_000)
-NOOP_REPEATS = 3
+NOOP_REPEATS = 5
 
 
 class BenchError(Exception):
@@ -127,7 +127,8 @@ class Benchmark:
                 if command == "repro" and stages_run(run.output):
                     raise BenchError(f"a no-op dvc repro ran {stages_run(run.output)}")
                 times[command].append(run.seconds)
-        return {f"{command}_seconds": statistics.median(values) for command, values in times.items()}
+        return {"repeats": NOOP_REPEATS,
+                **{f"{command}_seconds": statistics.median(values) for command, values in times.items()}}
 
     def one_change(self, repo: Path, model: str) -> dict[str, Any]:
         params = yaml.safe_load((repo / "params.yaml").read_text())

@@ -105,7 +105,7 @@ def _results(notebook_seconds: float) -> dict:
                  "stages": {"encode": stage, "train@l1": {**stage, "tensorflow": True}}},
         "parallel_cold": {"seconds": 40.0, "jobs": 2, "stages": {"train@l1": stage}, "lock_differences": [],
                           "metrics_identical": True},
-        "noop": {"repro_seconds": 1.5, "status_seconds": 1.2},
+        "noop": {"repeats": 5, "repro_seconds": 1.5, "status_seconds": 1.2},
         "one_change": {"model": "l1", "rate": 0.002, "seconds": 20.0,
                        "stages_run": ["train@l1", "evaluate@l1", "plots"]},
         "encode": {100: {"seconds": 10.0, "peak_rss_mb": 300.0, "pipeline_seconds": 0.01, "notebook_seconds": 1.0},
