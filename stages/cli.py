@@ -1,10 +1,14 @@
-"""What every stage's `__main__` shares: logging to the stage log and clean failures."""
+"""What every stage's `__main__` shares: logging to the stage log, clean failures, worker processes."""
 
 import logging
+import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
 from types import FrameType
 
 # Ctrl-C, and what `kill`, DVC's parent shell or a CI runner sends to stop a job.
@@ -25,6 +29,26 @@ class Interrupted(BaseException):
 
 def _raise_interrupted(signal_number: int, _frame: FrameType | None) -> None:
     raise Interrupted(signal_number)
+
+
+def _exit_with(parent_sentinel: int) -> None:
+    multiprocessing.connection.wait([parent_sentinel])
+    os._exit(1)
+
+
+def _start_worker() -> None:
+    # Forked workers inherit `run`'s handlers, which turn a stop signal into an exception: inside
+    # a worker that breaks the pool's protocol and hangs the stage. With the defaults, a signal to
+    # the process group ends the workers at once and the stage's own process cleans up.
+    for signal_number in STOP_SIGNALS:
+        signal.signal(signal_number, signal.SIG_DFL)
+    # A worker whose stage was killed outright (`kill -9`) would otherwise wait for work forever.
+    threading.Thread(target=_exit_with, args=(multiprocessing.parent_process().sentinel,), daemon=True).start()
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes for a stage: they stop when the stage is stopped, and end when it dies."""
+    return ProcessPoolExecutor(max_workers=workers, initializer=_start_worker)
 
 
 def resolve_model(given: str | None, known: Iterable[str]) -> str:

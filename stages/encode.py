@@ -25,7 +25,6 @@ import string
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import chain, islice
 from pathlib import Path
@@ -253,7 +252,7 @@ def index_reviews(reviews: Iterable[tuple[ReviewKey, str]], source: object, work
         DataError: see `ordered_rows`.
     """
     keys: list[ReviewKey] = []
-    pool = ProcessPoolExecutor(max_workers=workers)
+    pool = cli.worker_pool(workers)
     try:
         tokens = join_token_ids(pool.map(token_ids, _batches(reviews, keys)))
     finally:

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -194,7 +193,7 @@ def main() -> None:
     }
     # Drawing the PNGs is most of this stage (0.75 s of 1.25 s on one core), and the stage ends
     # every run, with the other cores idle: one process per core draws them.
-    with ProcessPoolExecutor(max_workers=min(len(figures), os.cpu_count() or 1)) as pool:
+    with cli.worker_pool(min(len(figures), os.cpu_count() or 1)) as pool:
         drawn = [pool.submit(save_figure, args.out / f"{name}.png", *figure) for name, figure in figures.items()]
         for future in drawn:
             future.result()

@@ -106,6 +106,58 @@ def test_a_killed_write_leaves_only_a_temporary_which_the_next_write_removes(tmp
     assert _temporaries(tmp_path) == []
 
 
+# A stage-like child with a pool of one worker: it prints the worker's pid and waits for a signal.
+POOL_HOLDER = textwrap.dedent("""
+    import os, signal
+    from stages import cli
+
+    def main():
+        with cli.worker_pool(1) as pool:
+            print(pool.submit(os.getpid).result(), flush=True)
+            signal.pause()
+
+    cli.run(main)
+""")
+
+
+def _start_pool_holder() -> tuple[subprocess.Popen, int]:
+    process = subprocess.Popen([sys.executable, "-c", POOL_HOLDER], env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    worker = process.stdout.readline()
+    assert worker.strip().isdigit(), process.communicate()
+    return process, int(worker)
+
+
+def _has_ended(pid: int, timeout: float) -> bool:
+    """Whether process `pid` (not a child of this one) ends within `timeout` seconds."""
+    try:
+        descriptor = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(descriptor, selectors.EVENT_READ)  # readable once the process has ended
+            return bool(selector.select(timeout))
+    finally:
+        os.close(descriptor)
+
+
+def test_a_stop_signal_to_the_stage_ends_its_workers_and_then_the_stage_cleanly():
+    process, worker = _start_pool_holder()
+    os.killpg(process.pid, signal.SIGTERM)  # as a shell or CI runner stops a job: the whole group
+    _, stderr = process.communicate(timeout=TIMEOUT_SECONDS)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert "stopped by SIGTERM" in stderr and "Traceback" not in stderr
+    assert _has_ended(worker, TIMEOUT_SECONDS)
+
+
+def test_the_workers_of_a_killed_stage_end_with_it():
+    process, worker = _start_pool_holder()
+    process.kill()  # only the stage's own process: nothing can run in it any more
+    process.communicate(timeout=TIMEOUT_SECONDS)
+    assert _has_ended(worker, TIMEOUT_SECONDS)
+
+
 def _tiny_params(archive: Path):
     def edit(params: dict) -> None:
         params["data"].update(source="aclimdb", url=str(archive))
