@@ -121,3 +121,14 @@ def test_read_keras_npz_refuses_a_pickle_that_runs_code(tmp_path):
     np.savez(path, x_train=evil, y_train=np.array([1]), x_test=evil, y_test=np.array([1]))
     with pytest.raises(DataError, match="refusing to load builtins.print"):
         read_keras_npz(path)
+
+
+def test_a_data_error_while_reading_ends_indexing_with_that_error(monkeypatch):
+    monkeypatch.setattr("stages.encode.BATCH_REVIEWS", 2)  # batches already with the workers when it fails
+
+    def reviews():
+        yield from keyed("train", ["a b", "c"], ["d", "e"])
+        raise DataError("tiny.tar.gz: aclImdb/train/pos/9_9.txt is not UTF-8 text")
+
+    with pytest.raises(DataError, match="is not UTF-8 text"):
+        index_reviews(reviews(), "tiny.tar.gz", workers=2)
