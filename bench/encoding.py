@@ -6,7 +6,6 @@ from pathlib import Path
 from bench.notebook import as_lists, read_ranked, sequences_shaping
 from stages.encode import keras_indices, multi_hot
 
-
 REPEATS = 5
 
 
