@@ -254,15 +254,14 @@ def index_reviews(reviews: Iterable[tuple[ReviewKey, str]], source: object, work
     keys: list[ReviewKey] = []
     pool = cli.worker_pool(workers)
     try:
-        tokens = join_token_ids(pool.map(token_ids, _batches(reviews, keys)))
+        # `map` hands out every batch before it returns: `keys` is complete from here on.
+        parts = pool.map(token_ids, _batches(reviews, keys))
+        rows = ordered_rows(keys, source)
+        tokens = join_token_ids(parts)
     finally:
         pool.shutdown(cancel_futures=True)
-    return IndexedReviews(
-        words=tokens.words,
-        ids=tokens.ids,
-        labels=np.array([label for _, label, _ in keys], dtype=np.uint8),
-        rows=ordered_rows(keys, source),
-    )
+    labels = np.array([label for _, label, _ in keys], dtype=np.uint8)
+    return IndexedReviews(words=tokens.words, ids=tokens.ids, labels=labels, rows=rows)
 
 
 def encode_aclimdb(reviews: IndexedReviews, num_words: int) -> tuple[dict[str, np.ndarray], list[tuple[str, int]]]:

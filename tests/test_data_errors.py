@@ -16,6 +16,7 @@ from stages.encode import (
     DataError,
     encode_aclimdb,
     index_reviews,
+    iter_reviews,
     read_aclimdb,
     read_keras_npz,
     tokenize,
@@ -76,20 +77,29 @@ def test_damage_after_the_last_review_is_still_caught(archive, tmp_path):
     assert str(failure.value).startswith(f"{path} is not a readable .tar.gz archive: CRC check failed")
 
 
-def test_a_tar_without_the_test_folders_names_each_missing_one(tmp_path):
+def _index_as_the_stage_does(path: Path):
+    return index_reviews(iter_reviews(path), path, workers=2)
+
+
+READERS = pytest.mark.parametrize("read", [read_aclimdb, _index_as_the_stage_does], ids=["read_aclimdb", "stage"])
+
+
+@READERS
+def test_a_tar_without_the_test_folders_names_each_missing_one(tmp_path, read):
     train_only = {key: texts for key, texts in make_reviews(2).items() if key[0] == "train"}
     path = write_aclimdb_archive(tmp_path / "aclImdb_v1.tar.gz", train_only)
     with pytest.raises(DataError) as failure:
-        read_aclimdb(path)
+        read(path)
     assert str(failure.value) == f"{path} has no reviews under aclImdb/test/neg/, aclImdb/test/pos/ {LAYOUT_HINT}"
 
 
-def test_an_archive_of_another_layout_says_which_layout_is_expected(tmp_path):
+@READERS
+def test_an_archive_of_another_layout_says_which_layout_is_expected(tmp_path, read):
     empty = write_aclimdb_archive(tmp_path / "empty.tar.gz", {})
     path = extend_archive(empty, tmp_path / "other.tar.gz", files={"reviews/train/pos/0_9.txt": b"good"})
     with pytest.raises(DataError, match=re.escape(f"has no reviews under aclImdb/train/neg/, aclImdb/train/pos/, "
                                                   f"aclImdb/test/neg/, aclImdb/test/pos/ {LAYOUT_HINT}")):
-        read_aclimdb(path)
+        read(path)
 
 
 def test_a_review_that_is_not_utf8_is_named_with_the_bad_byte(archive, tmp_path):

@@ -132,3 +132,9 @@ def test_a_data_error_while_reading_ends_indexing_with_that_error(monkeypatch):
 
     with pytest.raises(DataError, match="is not UTF-8 text"):
         index_reviews(reviews(), "tiny.tar.gz", workers=2)
+
+
+def test_indexing_no_reviews_at_all_names_every_missing_folder():
+    with pytest.raises(DataError, match="empty.tar.gz has no reviews under aclImdb/train/neg/, aclImdb/train/pos/, "
+                                        "aclImdb/test/neg/, aclImdb/test/pos/"):
+        index_reviews([], "empty.tar.gz", workers=1)
