@@ -95,7 +95,8 @@ def regular_files(stream: BinaryIO) -> Iterator[tuple[str, bytes]]:
         kind = header[156:157]
         extended = kind in (GNU_LONG_NAME, PAX_HEADER, PAX_GLOBAL_HEADER)
         size = int(pax[b"size"]) if b"size" in pax and not extended else _number(header[124:136], offset)
-        data = _read_exactly(stream, size + -size % BLOCK, offset)[:size]
+        stored = size + -size % BLOCK  # the data, padded to whole blocks
+        data = _read_exactly(stream, stored, offset)[:size]
         if kind == GNU_LONG_NAME:
             long_name = data.split(b"\0", 1)[0]
         elif kind == PAX_HEADER:
@@ -105,4 +106,4 @@ def regular_files(stream: BinaryIO) -> Iterator[tuple[str, bytes]]:
                 name = pax.get(b"path") or long_name or _name(header)
                 yield name.decode("utf-8", "surrogateescape"), data
             long_name, pax = None, {}
-        offset += BLOCK + size + -size % BLOCK
+        offset += BLOCK + stored
