@@ -15,7 +15,7 @@ from bench.notebook import as_lists, read_ranked, sequences_shaping
 from bench.project import copy_project
 from bench.report import markdown, summarize
 from bench.run import BenchError, Measured, measure
-from stages.encode import keras_indices, multi_hot
+from stages.encode import encode_aclimdb, index_reviews, iter_reviews, keras_indices, multi_hot
 from tests.conftest import make_reviews, write_aclimdb_archive
 
 TINY_MODELS = {"basic": {"regularizer": "none", "rate": 0.0}, "l1": {"regularizer": "l1", "rate": 0.001}}
@@ -74,6 +74,12 @@ def test_the_notebook_loop_and_the_encode_stage_give_the_same_rows(archive):
     for ranks, _ in read_ranked(archive).values():
         indices = keras_indices(ranks, 30)
         np.testing.assert_array_equal(sequences_shaping(as_lists(indices), 30), multi_hot(indices, 30))
+    # The reference ranks words with its own plain code: it must train on exactly the encode stage's arrays.
+    stage_arrays, _ = encode_aclimdb(index_reviews(iter_reviews(archive), archive, workers=1), num_words=30)
+    for split, (ranks, labels) in read_ranked(archive).items():
+        reference_rows = sequences_shaping(as_lists(keras_indices(ranks, 30)), 30)
+        np.testing.assert_array_equal(reference_rows, stage_arrays[f"x_{split}"])
+        np.testing.assert_array_equal(labels, stage_arrays[f"y_{split}"])
     timings = compare_encoders(archive, (30, 300))
     assert set(timings[30]) == {"pipeline_seconds", "notebook_seconds"} and set(timings[300]) == {"pipeline_seconds"}
 
