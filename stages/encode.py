@@ -216,11 +216,12 @@ def ordered_rows(keys: list[ReviewKey], source: object) -> dict[str, np.ndarray]
     Raises:
         DataError: a split has no reviews of one of the labels; `source` names where they were read.
     """
+    present = {key[:2] for key in keys}
     missing = [
         f"aclImdb/{split}/{label_name}/"
         for split in SPLITS
         for label, label_name in enumerate(LABELS)
-        if (split, label) not in {key[:2] for key in keys}
+        if (split, label) not in present
     ]
     if missing:
         raise DataError(
