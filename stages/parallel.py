@@ -108,12 +108,12 @@ def followers(graph: Mapping[str, set[str]], members: list[str]) -> dict[str, li
 
     They can run right after it, while the other members still run: `evaluate@<key>` after `train@<key>`.
     """
-    chains = {}
+    after = {}
     for member in members:
         reachable = {member} | _ancestors(graph, member)
-        chains[member] = [name for name, upstream in graph.items()
-                          if name not in members and member in upstream and upstream <= reachable]
-    return chains
+        after[member] = [name for name, upstream in graph.items()
+                         if name not in members and member in upstream and upstream <= reachable]
+    return after
 
 
 def dvc_command(*args: str) -> list[str]:
