@@ -48,8 +48,9 @@ def read_ranked(archive: Path) -> dict[str, tuple[Ragged, np.ndarray]]:
     for split, reviews_tokens in tokens.items():
         lengths = np.array([len(review) for review in reviews_tokens], dtype=np.int64)
         # int32, as the encode stage's ranks are, so bench.encoding times multi_hot on what encode gives it.
-        values = np.fromiter(map(ranks.get, chain.from_iterable(reviews_tokens), repeat(0)), dtype=np.int32,
-                             count=int(lengths.sum()))
+        values = np.fromiter(
+            map(ranks.get, chain.from_iterable(reviews_tokens), repeat(0)), dtype=np.int32, count=int(lengths.sum())
+        )
         ranked_reviews[split] = (Ragged(values=values, lengths=lengths), reviews[split].labels)
     return ranked_reviews
 
@@ -65,13 +66,16 @@ def notebook_model(num_words: int, hidden_units: tuple[int, ...], spec: Regulari
 
     from stages.model import make_regularizer
 
-    hidden = [keras.layers.Dense(units, activation="relu", kernel_regularizer=make_regularizer(spec))
-              for units in hidden_units]
+    hidden = [
+        keras.layers.Dense(units, activation="relu", kernel_regularizer=make_regularizer(spec))
+        for units in hidden_units
+    ]
     return keras.Sequential([keras.Input(shape=(num_words,)), *hidden, keras.layers.Dense(1, activation="sigmoid")])
 
 
-def train_models(params: Params, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
-                 timings: dict[str, float]) -> dict[str, dict[str, float]]:
+def train_models(
+    params: Params, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], timings: dict[str, float]
+) -> dict[str, dict[str, float]]:
     """Compile, fit and evaluate each model in turn, as the notebook does; times each into `timings`."""
     import keras
 
@@ -80,16 +84,23 @@ def train_models(params: Params, train: tuple[np.ndarray, np.ndarray], test: tup
     for name, spec in params.models.items():
         started = time.perf_counter()
         model = notebook_model(train[0].shape[1], params.train.hidden_units, spec)
-        model.compile(loss="binary_crossentropy",
-                      optimizer=keras.optimizers.get({"class_name": params.train.optimizer,
-                                                      "config": {"learning_rate": params.train.learning_rate}}),
-                      metrics=["accuracy", keras.metrics.BinaryCrossentropy(name="bce")])
-        history = model.fit(*train, epochs=params.train.epochs, batch_size=params.train.batch_size,
-                            validation_data=test, verbose=0)
+        model.compile(
+            loss="binary_crossentropy",
+            optimizer=keras.optimizers.get(
+                {"class_name": params.train.optimizer, "config": {"learning_rate": params.train.learning_rate}}
+            ),
+            metrics=["accuracy", keras.metrics.BinaryCrossentropy(name="bce")],
+        )
+        history = model.fit(
+            *train, epochs=params.train.epochs, batch_size=params.train.batch_size, validation_data=test, verbose=0
+        )
         test_loss, test_accuracy, test_bce = model.evaluate(*test, verbose=0)
         timings[f"train {name}"] = time.perf_counter() - started
-        scores[name] = {"test_bce": test_bce, "test_accuracy": test_accuracy, "last_val_loss": history.history[
-            "val_loss"][-1]}
+        scores[name] = {
+            "test_bce": test_bce,
+            "test_accuracy": test_accuracy,
+            "last_val_loss": history.history["val_loss"][-1],
+        }
     return scores
 
 
@@ -103,14 +114,18 @@ def main() -> None:
     timings = {}
     started = time.perf_counter()
     # What `imdb.load_data(num_words=...)` gives the notebook: per split, index lists and labels.
-    loaded = {split: (as_lists(keras_indices(ranks, params.data.num_words)), labels)
-              for split, (ranks, labels) in read_ranked(args.archive).items()}
+    loaded = {
+        split: (as_lists(keras_indices(ranks, params.data.num_words)), labels)
+        for split, (ranks, labels) in read_ranked(args.archive).items()
+    }
     timings["read and tokenize"] = time.perf_counter() - started
 
     started = time.perf_counter()
     # The notebook passes its float64 rows and integer labels; (N, 1) targets keep Keras 3's metrics happy.
-    arrays = {split: (sequences_shaping(sequences, params.data.num_words), labels[:, None])
-              for split, (sequences, labels) in loaded.items()}
+    arrays = {
+        split: (sequences_shaping(sequences, params.data.num_words), labels[:, None])
+        for split, (sequences, labels) in loaded.items()
+    }
     timings["encode (per-row loop)"] = time.perf_counter() - started
 
     started = time.perf_counter()

@@ -16,8 +16,16 @@ from typing import Any
 import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["stages", "bench", "dvc.yaml", "params.yaml", ".dvcignore", ".dvc/config", ".dvc/plots",
-                 ".dvc/.gitignore"]
+PROJECT_FILES = [
+    "stages",
+    "bench",
+    "dvc.yaml",
+    "params.yaml",
+    ".dvcignore",
+    ".dvc/config",
+    ".dvc/plots",
+    ".dvc/.gitignore",
+]
 # Keras writes the time of saving into model.keras (its metadata and zip entry dates), so two
 # otherwise identical trainings differ in that file alone, and so do the hashes of its directory.
 
@@ -59,8 +67,11 @@ def copy_files(destination: Path) -> None:
 
 def commit_all(repo: Path, message: str = "copy") -> None:
     """Make `repo` a git repository (if it is not one yet) and commit everything in it."""
-    for command in (["init", "-q"], ["add", "-A"],
-                    ["-c", "user.name=bench", "-c", "user.email=bench@example.org", "commit", "-qm", message]):
+    for command in (
+        ["init", "-q"],
+        ["add", "-A"],
+        ["-c", "user.name=bench", "-c", "user.email=bench@example.org", "commit", "-qm", message],
+    ):
         subprocess.run(["git", *command], cwd=repo, check=True, capture_output=True)
 
 
@@ -82,5 +93,8 @@ def lock_differences(first: Path, second: Path) -> list[str]:
     stages_second = yaml.safe_load((second / "dvc.lock").read_text())["stages"]
     if list(stages_first) != list(stages_second):
         return [f"stage order: {list(stages_first)} != {list(stages_second)}"]
-    return [f"{name}: {entry} != {stages_second[name]}"
-            for name, entry in stages_first.items() if entry != stages_second[name]]
+    return [
+        f"{name}: {entry} != {stages_second[name]}"
+        for name, entry in stages_first.items()
+        if entry != stages_second[name]
+    ]

@@ -68,8 +68,9 @@ def measure(command: list[str], *, name: str, cwd: Path, logs: Path) -> Measured
         BenchError: the command failed; the message ends with its last lines of output.
     """
     log_path, record_path = logs / f"{name}.log", logs / f"{name}.jsonl"
-    env = project_env(PYTHONPATH=str(HOOK_DIR), BENCH_PROCESS=name, BENCH_STAGE_LOG=str(record_path),
-                      TF_CPP_MIN_LOG_LEVEL="2")
+    env = project_env(
+        PYTHONPATH=str(HOOK_DIR), BENCH_PROCESS=name, BENCH_STAGE_LOG=str(record_path), TF_CPP_MIN_LOG_LEVEL="2"
+    )
     command = [sys.executable if part == "python" else part for part in command]
     with log_path.open("w", encoding="utf-8") as output:
         started = time.perf_counter()
@@ -108,15 +109,19 @@ class Benchmark:
 
     def notebook(self, repo: Path) -> dict[str, Any]:
         timings = self.work / "notebook.json"
-        run = self.measure_process("notebook", ["python", "-m", "bench.notebook", str(self.archive), "--timings",
-                                                str(timings)], repo)
+        run = self.measure_process(
+            "notebook", ["python", "-m", "bench.notebook", str(self.archive), "--timings", str(timings)], repo
+        )
         return {**run, **json.loads(timings.read_text())}
 
     def pipeline(self, name: str, repo: Path, command: list[str]) -> dict[str, Any]:
         run = self.measure(name, command, repo)
         stages = {stage: record for stage, record in run.processes.items() if stage != name}
-        return {"seconds": run.seconds, "stages": stages,
-                "stage_seconds": round(sum(record["seconds"] for record in stages.values()), 3)}
+        return {
+            "seconds": run.seconds,
+            "stages": stages,
+            "stage_seconds": round(sum(record["seconds"] for record in stages.values()), 3),
+        }
 
     def noop(self, repo: Path) -> dict[str, Any]:
         """Median seconds of `dvc repro` and `dvc status` with nothing changed, alternating."""
@@ -127,8 +132,10 @@ class Benchmark:
                 if command == "repro" and stages_run(run.output):
                     raise BenchError(f"a no-op dvc repro ran {stages_run(run.output)}")
                 times[command].append(run.seconds)
-        return {"repeats": NOOP_REPEATS,
-                **{f"{command}_seconds": statistics.median(values) for command, values in times.items()}}
+        return {
+            "repeats": NOOP_REPEATS,
+            **{f"{command}_seconds": statistics.median(values) for command, values in times.items()},
+        }
 
     def one_change(self, repo: Path, model: str) -> dict[str, Any]:
         params = yaml.safe_load((repo / "params.yaml").read_text())
@@ -153,8 +160,11 @@ class Benchmark:
 
     def training(self, repo: Path, model: str) -> list[dict[str, Any]]:
         out = self.work / "training.json"
-        self.measure("training", ["python", "-m", "bench.training", "--data", "data/encoded", "--model", model,
-                                  "--out", str(out)], repo)
+        self.measure(
+            "training",
+            ["python", "-m", "bench.training", "--data", "data/encoded", "--model", model, "--out", str(out)],
+            repo,
+        )
         return json.loads(out.read_text())
 
 
@@ -162,23 +172,28 @@ def _same_results(first: Path, second: Path) -> dict[str, Any]:
     metrics = sorted(path.name for path in (first / "metrics").glob("*.json"))
     return {
         "lock_differences": lock_differences(first, second),
-        "metrics_identical": all((first / "metrics" / name).read_bytes() == (second / "metrics" / name).read_bytes()
-                                 for name in metrics),
+        "metrics_identical": all(
+            (first / "metrics" / name).read_bytes() == (second / "metrics" / name).read_bytes() for name in metrics
+        ),
     }
 
 
-def run_benchmark(archive: Path, work: Path, *, jobs: int | None, model: str,
-                  params: dict[str, Any]) -> dict[str, Any]:
+def run_benchmark(archive: Path, work: Path, *, jobs: int | None, model: str, params: dict[str, Any]) -> dict[str, Any]:
     """Every phase, in an order where none disturbs the next; returns the raw results."""
     bench = Benchmark(archive, work, params)
     sequential, parallel = bench.copy("sequential"), bench.copy("parallel")
     load_before = os.getloadavg()
     bench.warm_up(sequential)
-    results = {"notebook": bench.notebook(sequential),
-               "cold": bench.pipeline("cold", sequential, ["python", "-m", "dvc", "repro"])}
+    results = {
+        "notebook": bench.notebook(sequential),
+        "cold": bench.pipeline("cold", sequential, ["python", "-m", "dvc", "repro"]),
+    }
     parallel_command = ["python", "-m", "stages.parallel"] + (["--jobs", str(jobs)] if jobs else [])
-    results["parallel_cold"] = {**bench.pipeline("parallel-cold", parallel, parallel_command), "jobs": jobs,
-                                **_same_results(sequential, parallel)}
+    results["parallel_cold"] = {
+        **bench.pipeline("parallel-cold", parallel, parallel_command),
+        "jobs": jobs,
+        **_same_results(sequential, parallel),
+    }
     results["noop"] = bench.noop(sequential)
     results["one_change"] = bench.one_change(sequential, model)
     results["encode"] = bench.encode_widths(sequential)
@@ -196,14 +211,26 @@ def _parse_setting(text: str) -> tuple[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Time the pipeline against the notebook's recipe.")
-    parser.add_argument("archive", type=Path, nargs="?", default=DEFAULT_ARCHIVE,
-                        help=f"an aclImdb .tar.gz (default: {DEFAULT_ARCHIVE})")
-    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "bench" / "results",
-                        help="directory for bench.json and bench.md")
+    parser.add_argument(
+        "archive",
+        type=Path,
+        nargs="?",
+        default=DEFAULT_ARCHIVE,
+        help=f"an aclImdb .tar.gz (default: {DEFAULT_ARCHIVE})",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=PROJECT_ROOT / "bench" / "results", help="directory for bench.json and bench.md"
+    )
     parser.add_argument("--jobs", type=int, default=None, help="concurrent trainings (default: stages.parallel's)")
     parser.add_argument("--model", default="l1", help="the model whose rate the one-change run doubles")
-    parser.add_argument("--set", type=_parse_setting, action="append", default=[], metavar="KEY=VALUE",
-                        help="a params.yaml value for every run, e.g. train.epochs=2 (repeatable)")
+    parser.add_argument(
+        "--set",
+        type=_parse_setting,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a params.yaml value for every run, e.g. train.epochs=2 (repeatable)",
+    )
     parser.add_argument("--work", type=Path, default=None, help="keep the project copies here (default: a temp dir)")
     args = parser.parse_args()
 
@@ -211,8 +238,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-") as temporary:
         work = args.work or Path(temporary)
-        results = run_benchmark(args.archive.resolve(), work, jobs=args.jobs, model=args.model,
-                                params=dict(args.set))
+        results = run_benchmark(args.archive.resolve(), work, jobs=args.jobs, model=args.model, params=dict(args.set))
     summary = summarize(results)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench.json").write_text(json.dumps({"summary": summary, "results": results}, indent=2) + "\n")

@@ -31,8 +31,16 @@ def load_encoded(data_dir: Path) -> tuple[Arrays, Arrays]:
     return (x_train, y_train), (x_test, y_test)
 
 
-def bare_fit(model, train_data: Arrays, validation_data: Arrays, params, *, steps_per_execution: int = 1,
-             jit_compile: bool = False, dataset: bool = False) -> dict[str, list[float]]:
+def bare_fit(
+    model,
+    train_data: Arrays,
+    validation_data: Arrays,
+    params,
+    *,
+    steps_per_execution: int = 1,
+    jit_compile: bool = False,
+    dataset: bool = False,
+) -> dict[str, list[float]]:
     """`compile` and `fit` as anyone would write them; the keyword arguments are the options under test.
 
     With `dataset`, the arrays go in as a `tf.data` pipeline (shuffled each epoch, batched, prefetched)
@@ -47,16 +55,24 @@ def bare_fit(model, train_data: Arrays, validation_data: Arrays, params, *, step
         from tensorflow.python.framework.config import disable_op_determinism
 
         disable_op_determinism()
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=params.learning_rate),
-                  loss=keras.losses.BinaryCrossentropy(),
-                  metrics=["accuracy", keras.metrics.BinaryCrossentropy(name="bce")],
-                  steps_per_execution=steps_per_execution, jit_compile=jit_compile)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=params.learning_rate),
+        loss=keras.losses.BinaryCrossentropy(),
+        metrics=["accuracy", keras.metrics.BinaryCrossentropy(name="bce")],
+        steps_per_execution=steps_per_execution,
+        jit_compile=jit_compile,
+    )
     if not dataset:
-        fitted = model.fit(*train_data, epochs=params.epochs, batch_size=params.batch_size,
-                           validation_data=validation_data, verbose=0)
+        fitted = model.fit(
+            *train_data, epochs=params.epochs, batch_size=params.batch_size, validation_data=validation_data, verbose=0
+        )
         return fitted.history
-    train = (tf.data.Dataset.from_tensor_slices(train_data).shuffle(len(train_data[1]), seed=params.seed)
-             .batch(params.batch_size).prefetch(tf.data.AUTOTUNE))
+    train = (
+        tf.data.Dataset.from_tensor_slices(train_data)
+        .shuffle(len(train_data[1]), seed=params.seed)
+        .batch(params.batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
     validation = tf.data.Dataset.from_tensor_slices(validation_data).batch(params.batch_size).prefetch(tf.data.AUTOTUNE)
     return model.fit(train, epochs=params.epochs, validation_data=validation, verbose=0).history
 
@@ -67,8 +83,9 @@ def variants(params) -> dict[str, Callable]:
 
     def pipeline(steps: int) -> Callable:
         chosen = dataclasses.replace(params, steps_per_execution=steps)
-        return lambda model, train, validation: train_model(model, train_data=train, validation_data=validation,
-                                                            params=chosen)
+        return lambda model, train, validation: train_model(
+            model, train_data=train, validation_data=validation, params=chosen
+        )
 
     def bare(**options) -> Callable:
         return lambda model, train, validation: bare_fit(model, train, validation, params, **options)
@@ -79,8 +96,9 @@ def variants(params) -> dict[str, Callable]:
         f"train stage (steps_per_execution={spe})": pipeline(spe),
         "train stage (steps_per_execution=1)": pipeline(1),
         f"bare, steps_per_execution={spe} (fit's own validation pass)": bare(steps_per_execution=spe),
-        f"bare, steps_per_execution={spe}, jit_compile (no op determinism)": bare(steps_per_execution=spe,
-                                                                                   jit_compile=True),
+        f"bare, steps_per_execution={spe}, jit_compile (no op determinism)": bare(
+            steps_per_execution=spe, jit_compile=True
+        ),
         f"bare, steps_per_execution={spe}, tf.data": bare(steps_per_execution=spe, dataset=True),
     }
 
@@ -98,8 +116,9 @@ def time_variants(data_dir: Path, model_name: str, repeats: int = REPEATS) -> li
 
     def timed(fit: Callable) -> tuple[float, np.ndarray]:
         seed_everything(params.train.seed)
-        model = build_model(num_words=train_data[0].shape[1], hidden_units=params.train.hidden_units,
-                            spec=params.models[model_name])
+        model = build_model(
+            num_words=train_data[0].shape[1], hidden_units=params.train.hidden_units, spec=params.models[model_name]
+        )
         started = time.perf_counter()
         history = fit(model, train_data, validation_data)
         return time.perf_counter() - started, np.array(history["val_loss"])
@@ -111,13 +130,15 @@ def time_variants(data_dir: Path, model_name: str, repeats: int = REPEATS) -> li
         runs = [timed(fit) for _ in range(repeats)]
         seconds, val_loss = min(runs, key=lambda run: run[0])
         reference = results[0]["val_loss"] if results else val_loss
-        results.append({
-            "variant": name,
-            "seconds": round(seconds, 3),
-            "samples_per_second": round(params.train.epochs * len(train_data[1]) / seconds),
-            "max_val_loss_difference": float(np.abs(val_loss - np.array(reference)).max()),
-            "val_loss": val_loss.tolist(),
-        })
+        results.append(
+            {
+                "variant": name,
+                "seconds": round(seconds, 3),
+                "samples_per_second": round(params.train.epochs * len(train_data[1]) / seconds),
+                "max_val_loss_difference": float(np.abs(val_loss - np.array(reference)).max()),
+                "val_loss": val_loss.tolist(),
+            }
+        )
     return results
 
 

@@ -55,12 +55,14 @@ BATCH_REVIEWS = 2_000
 TOKENIZING_PROCESSES = os.cpu_count() or 1
 # Rebuilding the object arrays inside imdb.npz takes these globals and no others;
 # refusing the rest keeps a tampered file from running code through pickle.
-NUMPY_PICKLE_GLOBALS = frozenset({
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-})
+NUMPY_PICKLE_GLOBALS = frozenset(
+    {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+    }
+)
 
 
 class DataError(cli.StageError):
@@ -229,8 +231,9 @@ def ordered_rows(keys: list[ReviewKey], source: object) -> dict[str, np.ndarray]
             "(expected files named aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt)"
         )
     return {
-        split: np.array(sorted((row for row, key in enumerate(keys) if key[0] == split), key=keys.__getitem__),
-                        dtype=np.int64)
+        split: np.array(
+            sorted((row for row, key in enumerate(keys) if key[0] == split), key=keys.__getitem__), dtype=np.int64
+        )
         for split in SPLITS
     }
 
@@ -397,8 +400,10 @@ def read_aclimdb(path: Path) -> dict[str, Reviews]:
     reviews = list(iter_reviews(path))
     rows = ordered_rows([key for key, _ in reviews], path)
     return {
-        split: Reviews(texts=[reviews[row][1] for row in rows[split]],
-                       labels=np.array([reviews[row][0][1] for row in rows[split]], dtype=np.uint8))
+        split: Reviews(
+            texts=[reviews[row][1] for row in rows[split]],
+            labels=np.array([reviews[row][0][1] for row in rows[split]], dtype=np.uint8),
+        )
         for split in SPLITS
     }
 
@@ -444,8 +449,13 @@ def main() -> None:
         reviews = index_reviews(iter_reviews(raw_file), raw_file, TOKENIZING_PROCESSES)
         arrays, vocabulary = encode_aclimdb(reviews, data.num_words)
         if len(vocabulary) < data.num_words - FIRST_WORD_INDEX:
-            log.info("data.num_words=%d is more than the %d training words + %d reserved indices: "
-                     "the last columns are all zero", data.num_words, len(vocabulary), FIRST_WORD_INDEX)
+            log.info(
+                "data.num_words=%d is more than the %d training words + %d reserved indices: "
+                "the last columns are all zero",
+                data.num_words,
+                len(vocabulary),
+                FIRST_WORD_INDEX,
+            )
     with atomic_directory(args.out) as out:
         for name, array in arrays.items():
             save_array(out / f"{name}.npy", array)
@@ -453,7 +463,10 @@ def main() -> None:
             write_text(out / "vocabulary.tsv", vocabulary_tsv(vocabulary))
     log.info(
         "encoded %d training and %d test reviews as %d-wide multi-hot rows in %s",
-        len(arrays["y_train"]), len(arrays["y_test"]), data.num_words, args.out,
+        len(arrays["y_train"]),
+        len(arrays["y_test"]),
+        data.num_words,
+        args.out,
     )
 
 

@@ -97,8 +97,11 @@ class ValidationMetrics(keras.callbacks.Callback):
         bce = keras.ops.mean(keras.losses.binary_crossentropy(self.y, probabilities))
         penalty = keras.ops.sum(self.model.losses) if self.model.losses else 0.0
         correct = keras.ops.equal(keras.ops.greater(probabilities, 0.5), keras.ops.greater(self.y, 0.5))
-        logs.update(val_loss=float(bce + penalty), val_bce=float(bce),
-                    val_accuracy=float(keras.ops.mean(keras.ops.cast(correct, "float32"))))
+        logs.update(
+            val_loss=float(bce + penalty),
+            val_bce=float(bce),
+            val_accuracy=float(keras.ops.mean(keras.ops.cast(correct, "float32"))),
+        )
 
 
 def train_model(
@@ -143,8 +146,12 @@ def train_model(
 def _renumber_shared_objects(config: object, numbers: dict[int, int]) -> object:
     """`config` with each `shared_object_id` replaced by its position among the distinct ones (from 1)."""
     if isinstance(config, dict):
-        return {key: numbers.setdefault(value, len(numbers) + 1) if key == "shared_object_id"
-                else _renumber_shared_objects(value, numbers) for key, value in config.items()}
+        return {
+            key: numbers.setdefault(value, len(numbers) + 1)
+            if key == "shared_object_id"
+            else _renumber_shared_objects(value, numbers)
+            for key, value in config.items()
+        }
     if isinstance(config, list):
         return [_renumber_shared_objects(value, numbers) for value in config]
     return config

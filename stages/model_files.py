@@ -37,5 +37,8 @@ def read_test_predictions(directory: Path) -> np.ndarray:
 def read_hidden_kernels(directory: Path) -> dict[str, np.ndarray]:
     """The kernel of each hidden (regularized) layer, by layer name (`hidden_1`, ...)."""
     with np.load(directory / WEIGHTS, allow_pickle=False) as weights:
-        return {name.removesuffix("_kernel"): weights[name] for name in weights.files
-                if name.startswith("hidden_") and name.endswith("_kernel")}
+        return {
+            name.removesuffix("_kernel"): weights[name]
+            for name in weights.files
+            if name.startswith("hidden_") and name.endswith("_kernel")
+        }

@@ -72,8 +72,10 @@ def load_stage_graph() -> dict[str, set[str]]:
 
     with Repo() as repo:
         graph = repo.index.graph
-        return {stage.addressing: {upstream.addressing for upstream in graph.successors(stage)}
-                for stage in repo.index.stages}
+        return {
+            stage.addressing: {upstream.addressing for upstream in graph.successors(stage)}
+            for stage in repo.index.stages
+        }
 
 
 def _ancestors(graph: Mapping[str, set[str]], stage: str) -> set[str]:
@@ -111,8 +113,11 @@ def followers(graph: Mapping[str, set[str]], members: list[str]) -> dict[str, li
     after = {}
     for member in members:
         reachable = {member} | _ancestors(graph, member)
-        after[member] = [name for name, upstream in graph.items()
-                         if name not in members and member in upstream and upstream <= reachable]
+        after[member] = [
+            name
+            for name, upstream in graph.items()
+            if name not in members and member in upstream and upstream <= reachable
+        ]
     return after
 
 
@@ -134,8 +139,12 @@ def run_stages(stages: tuple[str, ...], log_dir: Path) -> StageRun:
     log_path = log_dir / f"{stages[0]}.log"
     started = time.perf_counter()
     with log_path.open("w", encoding="utf-8") as output:
-        result = subprocess.run(dvc_command("--wait-for-lock", "repro", "--single-item", *stages),
-                                stdout=output, stderr=subprocess.STDOUT, check=False)
+        result = subprocess.run(
+            dvc_command("--wait-for-lock", "repro", "--single-item", *stages),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
     return StageRun(stages, result.returncode, time.perf_counter() - started, log_path)
 
 
@@ -155,8 +164,14 @@ def run_concurrently(chains: list[tuple[str, ...]], jobs: int, log_dir: Path) ->
             if run.exit_code == 0:
                 log.info("%s done in %.1f s", run.name, run.seconds)
             else:
-                log.error("%s failed (exit %d) after %.1f s; the end of %s:\n%s",
-                          run.name, run.exit_code, run.seconds, run.log_path, _log_tail(run.log_path))
+                log.error(
+                    "%s failed (exit %d) after %.1f s; the end of %s:\n%s",
+                    run.name,
+                    run.exit_code,
+                    run.seconds,
+                    run.log_path,
+                    _log_tail(run.log_path),
+                )
     return runs
 
 
@@ -224,8 +239,10 @@ def _run_group(chains: list[tuple[str, ...]], in_sequential_order: list[str], jo
         order_new_entries(new_entries)
     failed = [run.name for run in runs if run.exit_code]
     if failed:
-        raise ParallelError(f"{'; '.join(failed)} failed (see above); the stages that succeeded are recorded "
-                            "in dvc.lock. Fix the cause and run this again.")
+        raise ParallelError(
+            f"{'; '.join(failed)} failed (see above); the stages that succeeded are recorded "
+            "in dvc.lock. Fix the cause and run this again."
+        )
 
 
 def parse_jobs(text: str) -> int:
@@ -236,8 +253,13 @@ def parse_jobs(text: str) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="dvc repro, with the stages of one foreach group run concurrently.")
-    parser.add_argument("-j", "--jobs", type=parse_jobs, default=os.environ.get(JOBS_VARIABLE, str(DEFAULT_JOBS)),
-                        help=f"stages run at once (default: ${JOBS_VARIABLE}, else cores + 1 = {DEFAULT_JOBS})")
+    parser.add_argument(
+        "-j",
+        "--jobs",
+        type=parse_jobs,
+        default=os.environ.get(JOBS_VARIABLE, str(DEFAULT_JOBS)),
+        help=f"stages run at once (default: ${JOBS_VARIABLE}, else cores + 1 = {DEFAULT_JOBS})",
+    )
     parser.add_argument("--group", default="train", help="the foreach group to run concurrently (default: train)")
     args = parser.parse_args()
 

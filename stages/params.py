@@ -199,9 +199,7 @@ def _models(raw: Any) -> dict[str, RegularizerSpec]:
 
 def _evaluate(raw: Any) -> EvaluateParams:
     section = _mapping(raw, "evaluate", _names(EvaluateParams))
-    return EvaluateParams(
-        zero_threshold=_number(section["zero_threshold"], "evaluate.zero_threshold", 0, above=True)
-    )
+    return EvaluateParams(zero_threshold=_number(section["zero_threshold"], "evaluate.zero_threshold", 0, above=True))
 
 
 def parse_params(text: str) -> Params:

@@ -62,16 +62,22 @@ def weight_histogram_rows(weights: dict[str, np.ndarray], bins: int = HISTOGRAM_
     for name, values in weights.items():
         counts, _ = np.histogram(values, bins=edges)
         fractions = counts / values.size
-        rows += [{"model": name, "weight": round(float(c), 5), "fraction": round(float(f), 6)}
-                 for c, f in zip(centres, fractions, strict=True)]
+        rows += [
+            {"model": name, "weight": round(float(c), 5), "fraction": round(float(f), 6)}
+            for c, f in zip(centres, fractions, strict=True)
+        ]
     return rows
 
 
 def score_rows(metrics: dict[str, dict]) -> list[dict]:
     """The test scores of each model, for the bar chart and the report."""
     return [
-        {"model": name, "test_bce": values["test_bce"], "test_accuracy": values["test_accuracy"],
-         "test_auc": values["test_auc"]}
+        {
+            "model": name,
+            "test_bce": values["test_bce"],
+            "test_accuracy": values["test_accuracy"],
+            "test_auc": values["test_auc"],
+        }
         for name, values in metrics.items()
     ]
 
@@ -86,8 +92,13 @@ def figure_curves(rows: list[dict], fields: dict[str, str], ylabel: str, title: 
     axes = figure.subplots()
     for index, name in enumerate(dict.fromkeys(row["model"] for row in rows)):
         for field, style in fields.items():
-            axes.plot(_by_model(rows, name, "epoch"), _by_model(rows, name, field), style,
-                      color=f"C{index}", label=f"{name} ({field})" if len(fields) > 1 else name)
+            axes.plot(
+                _by_model(rows, name, "epoch"),
+                _by_model(rows, name, field),
+                style,
+                color=f"C{index}",
+                label=f"{name} ({field})" if len(fields) > 1 else name,
+            )
     axes.set(xlabel="epoch", ylabel=ylabel, title=title)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.grid(alpha=0.3)
@@ -117,8 +128,7 @@ def figure_weights(rows: list[dict]) -> Figure:
     axes = figure.subplots()
     for name in dict.fromkeys(row["model"] for row in rows):
         axes.plot(_by_model(rows, name, "weight"), _by_model(rows, name, "fraction"), label=name)
-    axes.set(xlabel="weight value", ylabel="fraction of weights (log scale)", yscale="log",
-             title=FIGURES["weights"])
+    axes.set(xlabel="weight value", ylabel="fraction of weights (log scale)", yscale="log", title=FIGURES["weights"])
     axes.grid(alpha=0.3)
     axes.legend()
     return figure
@@ -186,8 +196,13 @@ def main() -> None:
     figures = {
         "validation_bce": (figure_curves, curves, {"val_bce": "-"}, "binary cross-entropy", FIGURES["validation_bce"]),
         "train_vs_validation": (figure_train_vs_validation, curves),
-        "accuracy": (figure_curves, curves, {"train_accuracy": ":", "val_accuracy": "-"}, "accuracy",
-                     FIGURES["accuracy"]),
+        "accuracy": (
+            figure_curves,
+            curves,
+            {"train_accuracy": ":", "val_accuracy": "-"},
+            "accuracy",
+            FIGURES["accuracy"],
+        ),
         "weights": (figure_weights, histogram),
         "test_bce": (figure_test_bce, tests),
     }

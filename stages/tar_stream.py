@@ -53,10 +53,10 @@ def _pax_records(data: bytes, offset: int) -> dict[bytes, bytes]:
     """The `<length> <key>=<value>\\n` records of a pax extended header."""
     records, position = {}, 0
     while position < len(data) and data[position] != 0:
-        length_text, _, _ = data[position:position + 20].partition(b" ")
+        length_text, _, _ = data[position : position + 20].partition(b" ")
         if not length_text.isdigit() or int(length_text) <= len(length_text) + 1:
             raise TarFormatError(f"invalid pax header at byte {offset}")
-        record = data[position + len(length_text) + 1:position + int(length_text)]
+        record = data[position + len(length_text) + 1 : position + int(length_text)]
         key, separator, value = record.partition(b"=")
         if not separator or not record.endswith(b"\n"):
             raise TarFormatError(f"invalid pax header at byte {offset}")

@@ -25,6 +25,7 @@ from stages.params import load_params
 
 log = logging.getLogger("stages.train")
 
+
 def split_validation(
     x: np.ndarray, y: np.ndarray, fraction: float, seed: int
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:

@@ -142,8 +142,13 @@ def call_dvc(*arguments: str, capture: bool = True) -> str:
     directory goes first on PATH: every experiment then runs in the same environment.
     """
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    result = subprocess.run([sys.executable, "-m", "dvc", *arguments], env={**os.environ, "PATH": path},
-                            capture_output=capture, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", *arguments],
+        env={**os.environ, "PATH": path},
+        capture_output=capture,
+        text=True,
+        check=False,
+    )
     if result.returncode != 0:
         details = f":\n{result.stderr.strip()}" if capture else ""
         raise StudyError(f"`dvc {' '.join(arguments)}` failed{details}")
@@ -169,8 +174,9 @@ def run_points(points: list[Point], queue: list[list[str]], jobs: int) -> None:
     call_dvc("exp", "run", "--run-all", "--jobs", str(jobs), capture=False)
     failed = sorted(set(names) - experiment_names())
     if failed:
-        raise StudyError(f"{len(failed)} of {len(names)} experiments failed: {', '.join(failed)}. "
-                         "`dvc queue logs <name>` shows why.")
+        raise StudyError(
+            f"{len(failed)} of {len(names)} experiments failed: {', '.join(failed)}. `dvc queue logs <name>` shows why."
+        )
 
 
 def main() -> None:
@@ -179,8 +185,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="seeds per point, from train.seed up (%(default)s)")
     parser.add_argument("--jobs", type=int, default=2, help="experiments run at once (%(default)s)")
     parser.add_argument("--shard", default="1/1", help="K/N: run only machine K's share of N (%(default)s)")
-    parser.add_argument("-S", "--set-param", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="a params override for every experiment, as in `dvc exp run -S` (repeatable)")
+    parser.add_argument(
+        "-S",
+        "--set-param",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a params override for every experiment, as in `dvc exp run -S` (repeatable)",
+    )
     args = parser.parse_args()
 
     if args.jobs < 1:
@@ -192,8 +205,9 @@ def main() -> None:
     queue = [queue_arguments(point, keys=keys, models=list(params.models), overrides=overrides) for point in points]
     started = time.monotonic()
     run_points(points, queue, args.jobs)
-    log.info("ran %d experiments in %.0f s; `python -m study.summarize` draws them", len(points),
-             time.monotonic() - started)
+    log.info(
+        "ran %d experiments in %.0f s; `python -m study.summarize` draws them", len(points), time.monotonic() - started
+    )
 
 
 if __name__ == "__main__":

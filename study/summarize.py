@@ -73,8 +73,11 @@ def _point(name: str, data: dict) -> dict | None:
         "test_accuracy": metrics["test_accuracy"],
         "test_auc": metrics["test_auc"],
         "zero_fraction": round(float(np.mean([layer["zero_fraction"] for layer in layers])), DIGITS),
-        "settings": {key: value for key, value in _flatten(params).items()
-                     if not any(key == point_key or key.startswith(f"{point_key}.") for point_key in POINT_KEYS)},
+        "settings": {
+            key: value
+            for key, value in _flatten(params).items()
+            if not any(key == point_key or key.startswith(f"{point_key}.") for point_key in POINT_KEYS)
+        },
     }
 
 
@@ -111,7 +114,8 @@ def common_settings(points: list[dict]) -> dict[str, Any]:
             raise StudyError(
                 f"experiments {first['experiment']} and {point['experiment']} differ in {differing[0]} "
                 f"({first['settings'].get(differing[0])!r} vs {point['settings'].get(differing[0])!r}): "
-                "remove the stale ones with `dvc exp remove <name>...` or rerun them with `python -m study.run`")
+                "remove the stale ones with `dvc exp remove <name>...` or rerun them with `python -m study.run`"
+            )
     return first["settings"]
 
 
@@ -142,9 +146,14 @@ def plot_rows(summary: list[dict]) -> list[dict]:
     """
     rates = sorted({row["rate"] for row in summary if row["model"] != "basic"})
     return [
-        {"model": row["model"], "rate": rate, "log10_rate": round(math.log10(rate), DIGITS),
-         "test_bce": row["test_bce_mean"], "test_bce_std": row["test_bce_std"],
-         "zero_fraction": row["zero_fraction_mean"]}
+        {
+            "model": row["model"],
+            "rate": rate,
+            "log10_rate": round(math.log10(rate), DIGITS),
+            "test_bce": row["test_bce_mean"],
+            "test_bce_std": row["test_bce_std"],
+            "zero_fraction": row["zero_fraction_mean"],
+        }
         for row in summary
         for rate in (rates if row["model"] == "basic" else [row["rate"]])
     ]
@@ -177,9 +186,13 @@ def paired_differences(points: list[dict], better: dict, worse: dict) -> np.ndar
     A seed gives every model the same initial weights and batch order, so much of the
     seed-to-seed noise is shared and cancels in these differences.
     """
+
     def by_seed(row: dict) -> dict[int, float]:
-        return {point["seed"]: point["test_bce"] for point in points
-                if (point["model"], point["rate"]) == (row["model"], row["rate"])}
+        return {
+            point["seed"]: point["test_bce"]
+            for point in points
+            if (point["model"], point["rate"]) == (row["model"], row["rate"])
+        }
 
     better_scores, worse_scores = by_seed(better), by_seed(worse)
     return np.array([worse_scores[seed] - better_scores[seed] for seed in sorted(better_scores.keys() & worse_scores)])
@@ -193,8 +206,10 @@ def _comparison_line(points: list[dict], winner: dict, row: dict) -> str:
     line += f" ({margin / spread:.1f} times the larger seed-to-seed standard deviation)" if spread else ""
     differences = paired_differences(points, winner, row)
     if len(differences) > 1:
-        line += (f"; seed by seed, higher by {differences.mean():.4f} ± {differences.std(ddof=1):.4f}, "
-                 f"for {int(np.sum(differences > 0))} of {len(differences)} seeds")
+        line += (
+            f"; seed by seed, higher by {differences.mean():.4f} ± {differences.std(ddof=1):.4f}, "
+            f"for {int(np.sum(differences > 0))} of {len(differences)} seeds"
+        )
     return line + "."
 
 
@@ -220,16 +235,24 @@ def _draw(axes: Axes, summary: list[dict], points: list[dict], metric: str) -> N
         axes.fill_between(rates, mean - std, mean + std, color=colour, alpha=0.2)
         axes.plot(rates, mean, "o-", color=colour, label=f"{model}, mean ± std")
         seeds = [point for point in points if point["model"] == model]
-        axes.plot([point["rate"] for point in seeds], [point[metric] for point in seeds], ".", color=colour,
-                  alpha=0.5, label=f"{model}, one seed")
+        axes.plot(
+            [point["rate"] for point in seeds],
+            [point[metric] for point in seeds],
+            ".",
+            color=colour,
+            alpha=0.5,
+            label=f"{model}, one seed",
+        )
 
 
 def figure_study(summary: list[dict], points: list[dict], title: str) -> Figure:
     """Test BCE (left) and sparsity (right) against rate, on a log axis."""
     figure = Figure(figsize=(12, 5), layout="constrained")
     loss_axes, sparsity_axes = figure.subplots(1, 2)
-    for axes, metric, label in ((loss_axes, "test_bce", "test binary cross-entropy (lower is better)"),
-                                (sparsity_axes, "zero_fraction", SPARSITY_LABEL)):
+    for axes, metric, label in (
+        (loss_axes, "test_bce", "test binary cross-entropy (lower is better)"),
+        (sparsity_axes, "zero_fraction", SPARSITY_LABEL),
+    ):
         _draw(axes, summary, points, metric)
         axes.set(xscale="log", xlabel="regularization rate (log scale)", ylabel=label)
         axes.grid(alpha=0.3)
@@ -242,10 +265,12 @@ def figure_study(summary: list[dict], points: list[dict], title: str) -> Figure:
 
 def describe_settings(settings: dict[str, Any]) -> str:
     """The training setup all points share, in one line."""
-    return (f"data {settings['data.source']} ({settings['data.num_words']} words), epochs {settings['train.epochs']}, "
-            f"batch {settings['train.batch_size']}, hidden units {settings['train.hidden_units']}, "
-            f"{settings['train.optimizer']} at learning rate {settings['train.learning_rate']}, "
-            f"validation {settings['train.validation']}")
+    return (
+        f"data {settings['data.source']} ({settings['data.num_words']} words), epochs {settings['train.epochs']}, "
+        f"batch {settings['train.batch_size']}, hidden units {settings['train.hidden_units']}, "
+        f"{settings['train.optimizer']} at learning rate {settings['train.learning_rate']}, "
+        f"validation {settings['train.validation']}"
+    )
 
 
 def summary_markdown(summary: list[dict], points: list[dict], settings: dict[str, Any]) -> str:
@@ -265,8 +290,11 @@ def summary_markdown(summary: list[dict], points: list[dict], settings: dict[str
         "| model | rate | seeds | test BCE | test accuracy | sparsity (zero fraction) |",
         "|---|---|---|---|---|---|",
     ]
-    lines += [f"| {row['model']} | {_rate(row)} | {row['seeds']} | {_score(row)} | {_score(row, 'test_accuracy')} | "
-              f"{_score(row, 'zero_fraction')} |" for row in summary]
+    lines += [
+        f"| {row['model']} | {_rate(row)} | {row['seeds']} | {_score(row)} | {_score(row, 'test_accuracy')} | "
+        f"{_score(row, 'zero_fraction')} |"
+        for row in summary
+    ]
     lines += ["", "## Verdict", "", *verdict_lines(summary, points), ""]
     lines.append("![Test BCE and sparsity against rate](study.png)")
     return "\n".join(lines) + "\n"
@@ -283,13 +311,16 @@ def main() -> None:
     if not points:
         raise StudyError("no study experiments on this commit: run `python -m study.run` first")
     settings, summary = common_settings(points), aggregate(points)
-    write_csv(args.out / "points.csv", [{key: value for key, value in point.items() if key != "settings"}
-                                        for point in points])
+    write_csv(
+        args.out / "points.csv", [{key: value for key, value in point.items() if key != "settings"} for point in points]
+    )
     write_csv(args.out / "summary.csv", summary)
     write_csv(args.out / "plot.csv", plot_rows(summary))
     seeds = max(row["seeds"] for row in summary)
-    title = (f"Regularization study: {seeds} seeds per point, epochs {settings['train.epochs']}, "
-             f"data {settings['data.source']}")
+    title = (
+        f"Regularization study: {seeds} seeds per point, epochs {settings['train.epochs']}, "
+        f"data {settings['data.source']}"
+    )
     with atomic_path(args.out / "study.png") as temporary:
         figure_study(summary, points, title).savefig(temporary, dpi=110)
     write_text(args.out / "summary.md", summary_markdown(summary, points, settings))

@@ -29,8 +29,7 @@ def make_reviews(count: int, seed: int = 0) -> dict[tuple[str, str], list[str]]:
     for split in ("train", "test"):
         for label, words in (("pos", POSITIVE_WORDS), ("neg", NEGATIVE_WORDS)):
             reviews[split, label] = [
-                " ".join(rng.choice(filler + words, size=12)) + "<br /><br />The End."
-                for _ in range(count)
+                " ".join(rng.choice(filler + words, size=12)) + "<br /><br />The End." for _ in range(count)
             ]
     return reviews
 
@@ -53,6 +52,7 @@ def write_aclimdb_archive(path: Path, reviews: dict[tuple[str, str], list[str]])
 
 def write_keras_npz(path: Path, x_train: list, y_train: list, x_test: list, y_test: list) -> Path:
     """An .npz shaped like Keras' imdb.npz: object arrays of rank lists, integer labels."""
+
     def ragged(sequences):
         array = np.empty(len(sequences), dtype=object)
         array[:] = [list(sequence) for sequence in sequences]
@@ -62,9 +62,7 @@ def write_keras_npz(path: Path, x_train: list, y_train: list, x_test: list, y_te
     return path
 
 
-def extend_archive(
-    source: Path, target: Path, files: dict[str, bytes], symlinks: dict[str, str] | None = None
-) -> Path:
+def extend_archive(source: Path, target: Path, files: dict[str, bytes], symlinks: dict[str, str] | None = None) -> Path:
     """A copy of the .tar.gz `source` with more members: regular `files` and `symlinks` (name -> link target).
 
     Names are stored exactly as given, so tests can add unsafe ones such as `../evil.txt`.
@@ -98,8 +96,7 @@ def pipeline_environment(repo: Path) -> dict[str, str]:
 
 def run_in(repo: Path, *args: str) -> str:
     """Run a command in `repo`, fail the test if it fails, and return its stdout and stderr."""
-    result = subprocess.run(args, cwd=repo, env=pipeline_environment(repo), capture_output=True, text=True,
-                            check=False)
+    result = subprocess.run(args, cwd=repo, env=pipeline_environment(repo), capture_output=True, text=True, check=False)
     assert result.returncode == 0, f"{args} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout + result.stderr
 

@@ -33,9 +33,17 @@ def logs(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, archive) -> Path:
-    return copy_project(tmp_path_factory.mktemp("bench") / "project", {
-        "data.source": "aclimdb", "data.url": str(archive), "train.epochs": 1, "train.batch_size": 10,
-        "train.hidden_units": [8], "models": TINY_MODELS})
+    return copy_project(
+        tmp_path_factory.mktemp("bench") / "project",
+        {
+            "data.source": "aclimdb",
+            "data.url": str(archive),
+            "train.epochs": 1,
+            "train.batch_size": 10,
+            "train.hidden_units": [8],
+            "models": TINY_MODELS,
+        },
+    )
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +62,9 @@ def test_each_stage_records_its_time_memory_and_imports(encoded, logs):
 
 def test_a_process_that_imports_tensorflow_is_flagged(tmp_path):
     # Registering a module under that name is all the check looks at, and costs no start-up.
-    run = measure(["python", "-c", "import sys; sys.modules['tensorflow'] = sys"], name="fake", cwd=tmp_path,
-                  logs=tmp_path)
+    run = measure(
+        ["python", "-c", "import sys; sys.modules['tensorflow'] = sys"], name="fake", cwd=tmp_path, logs=tmp_path
+    )
     assert run.processes["fake"]["tensorflow"] is True
 
 
@@ -86,16 +95,29 @@ def test_the_notebook_loop_and_the_encode_stage_give_the_same_rows(archive):
 
 def test_the_reference_scripts_run_on_tiny_data(repo, encoded, archive, tmp_path):
     notebook = tmp_path / "notebook.json"
-    measure(["python", "-m", "bench.notebook", str(archive), "--timings", str(notebook)], name="notebook",
-            cwd=repo, logs=tmp_path)
+    measure(
+        ["python", "-m", "bench.notebook", str(archive), "--timings", str(notebook)],
+        name="notebook",
+        cwd=repo,
+        logs=tmp_path,
+    )
     recorded = json.loads(notebook.read_text())
-    assert list(recorded["seconds_by_phase"]) == ["read and tokenize", "encode (per-row loop)", "import tensorflow",
-                                                  "train basic", "train l1"]
+    assert list(recorded["seconds_by_phase"]) == [
+        "read and tokenize",
+        "encode (per-row loop)",
+        "import tensorflow",
+        "train basic",
+        "train l1",
+    ]
     assert set(recorded["scores"]) == set(TINY_MODELS)
 
     training = tmp_path / "training.json"
-    measure(["python", "-m", "bench.training", "--data", "data/encoded", "--model", "l1", "--out", str(training)],
-            name="training", cwd=repo, logs=tmp_path)
+    measure(
+        ["python", "-m", "bench.training", "--data", "data/encoded", "--model", "l1", "--out", str(training)],
+        name="training",
+        cwd=repo,
+        logs=tmp_path,
+    )
     variants = json.loads(training.read_text())
     assert variants[0]["variant"] == "bare model.fit" and variants[0]["max_val_loss_difference"] == 0
     assert all(variant["samples_per_second"] > 0 for variant in variants)
@@ -107,18 +129,34 @@ def _results(notebook_seconds: float) -> dict:
     fit = {"seconds": 1.0, "samples_per_second": 1000, "max_val_loss_difference": 0.0, "val_loss": [0.5]}
     return {
         "notebook": {"seconds": notebook_seconds, "seconds_by_phase": {"import tensorflow": 7.0}},
-        "cold": {"seconds": 60.0, "stage_seconds": 50.0,
-                 "stages": {"encode": stage, "train@l1": {**stage, "tensorflow": True}}},
-        "parallel_cold": {"seconds": 40.0, "jobs": 2, "stages": {"train@l1": stage}, "lock_differences": [],
-                          "metrics_identical": True},
+        "cold": {
+            "seconds": 60.0,
+            "stage_seconds": 50.0,
+            "stages": {"encode": stage, "train@l1": {**stage, "tensorflow": True}},
+        },
+        "parallel_cold": {
+            "seconds": 40.0,
+            "jobs": 2,
+            "stages": {"train@l1": stage},
+            "lock_differences": [],
+            "metrics_identical": True,
+        },
         "noop": {"repeats": 5, "repro_seconds": 1.5, "status_seconds": 1.2},
-        "one_change": {"model": "l1", "rate": 0.002, "seconds": 20.0,
-                       "stages_run": ["train@l1", "evaluate@l1", "plots"]},
-        "encode": {100: {"seconds": 10.0, "peak_rss_mb": 300.0, "pipeline_seconds": 0.01, "notebook_seconds": 1.0},
-                   1000: {"seconds": 11.0, "peak_rss_mb": 350.0, "pipeline_seconds": 0.05},
-                   10000: {"seconds": 20.0, "peak_rss_mb": 900.0, "pipeline_seconds": 0.5}},
-        "training": [{**fit, "variant": "bare model.fit"},
-                     {**fit, "variant": "train stage", "samples_per_second": 2000}],
+        "one_change": {
+            "model": "l1",
+            "rate": 0.002,
+            "seconds": 20.0,
+            "stages_run": ["train@l1", "evaluate@l1", "plots"],
+        },
+        "encode": {
+            100: {"seconds": 10.0, "peak_rss_mb": 300.0, "pipeline_seconds": 0.01, "notebook_seconds": 1.0},
+            1000: {"seconds": 11.0, "peak_rss_mb": 350.0, "pipeline_seconds": 0.05},
+            10000: {"seconds": 20.0, "peak_rss_mb": 900.0, "pipeline_seconds": 0.5},
+        },
+        "training": [
+            {**fit, "variant": "bare model.fit"},
+            {**fit, "variant": "train stage", "samples_per_second": 2000},
+        ],
         "load_average": {"before": (1.0, 1.0, 1.0), "after": (2.0, 1.0, 1.0)},
     }
 

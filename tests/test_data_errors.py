@@ -39,6 +39,7 @@ def _everything_under(directory: Path) -> set[str]:
 
 # The .tar.gz of raw reviews.
 
+
 def test_a_file_that_is_not_gzip_is_named_as_such(tmp_path):
     path = tmp_path / "aclImdb_v1.tar.gz"
     path.write_text("<html>Sign in to continue</html>")
@@ -52,8 +53,9 @@ def test_a_gzip_that_holds_no_tar_is_named_as_such(tmp_path):
     path.write_bytes(gzip.compress(b"plain text, not a tar archive " * 40))
     with pytest.raises(DataError) as failure:
         read_aclimdb(path)
-    assert str(failure.value) == (f"{path} is not a readable .tar.gz archive: "
-                                  "invalid tar header at byte 0: b'e plain' is not an octal number")
+    assert str(failure.value) == (
+        f"{path} is not a readable .tar.gz archive: invalid tar header at byte 0: b'e plain' is not an octal number"
+    )
 
 
 def test_a_truncated_archive_is_named_as_such(archive, tmp_path):
@@ -62,8 +64,7 @@ def test_a_truncated_archive_is_named_as_such(archive, tmp_path):
     with pytest.raises(DataError) as failure:
         read_aclimdb(path)
     assert str(failure.value) == (
-        f"{path} is not a readable .tar.gz archive: "
-        "Compressed file ended before the end-of-stream marker was reached"
+        f"{path} is not a readable .tar.gz archive: Compressed file ended before the end-of-stream marker was reached"
     )
 
 
@@ -97,8 +98,13 @@ def test_a_tar_without_the_test_folders_names_each_missing_one(tmp_path, read):
 def test_an_archive_of_another_layout_says_which_layout_is_expected(tmp_path, read):
     empty = write_aclimdb_archive(tmp_path / "empty.tar.gz", {})
     path = extend_archive(empty, tmp_path / "other.tar.gz", files={"reviews/train/pos/0_9.txt": b"good"})
-    with pytest.raises(DataError, match=re.escape(f"has no reviews under aclImdb/train/neg/, aclImdb/train/pos/, "
-                                                  f"aclImdb/test/neg/, aclImdb/test/pos/ {LAYOUT_HINT}")):
+    with pytest.raises(
+        DataError,
+        match=re.escape(
+            f"has no reviews under aclImdb/train/neg/, aclImdb/train/pos/, "
+            f"aclImdb/test/neg/, aclImdb/test/pos/ {LAYOUT_HINT}"
+        ),
+    ):
         read(path)
 
 
@@ -163,6 +169,7 @@ def test_the_full_stanford_layout_reads_like_the_labelled_one(archive, tmp_path)
 
 # Keras' imdb.npz.
 
+
 def test_an_npz_without_x_train_lists_what_it_holds(tmp_path):
     path = tmp_path / "imdb.npz"
     np.savez(path, y_train=np.array([1]), x_test=np.array([[1]]), y_test=np.array([1]))
@@ -206,6 +213,7 @@ def test_an_npz_whose_x_train_is_not_sequences_is_refused(tmp_path):
 
 # The raw file encode reads is the one fetch verified.
 
+
 def test_encode_refuses_a_raw_file_changed_since_it_was_fetched(archive, tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
@@ -230,14 +238,19 @@ def test_encode_without_the_fetch_record_says_to_run_fetch(archive, tmp_path):
 
 # Text and widths at the edges.
 
+
 def test_unusual_characters_tokenize_like_the_reference_regex():
     text = "K\u212aelvin İstanbul CAFÉ naïve\x00tab\there<BR />x don't 12'3\u00a0ﬁne ünïcödé 日本語"
     assert tokenize(text) == re.findall(r"[a-z0-9']+", text.lower().replace("<br />", " "))
 
 
 def test_num_words_beyond_the_vocabulary_gives_zero_columns_past_it():
-    reviews = [(("train", 1, 0), "good film"), (("train", 0, 1), "bad film"), (("test", 1, 0), "good bad"),
-               (("test", 0, 1), "film")]
+    reviews = [
+        (("train", 1, 0), "good film"),
+        (("train", 0, 1), "bad film"),
+        (("test", 1, 0), "good bad"),
+        (("test", 0, 1), "film"),
+    ]
     arrays, vocabulary = encode_aclimdb(index_reviews(reviews, "tiny", workers=1), num_words=50)
     assert [word for word, _ in vocabulary] == ["film", "bad", "good"]
     assert arrays["x_train"].shape == (2, 50)

@@ -25,8 +25,11 @@ from tests.conftest import write_keras_npz
 
 def keyed(split: str, *texts_by_label: list[str]) -> list[tuple[tuple[str, int, int], str]]:
     """(key, text) pairs as `iter_reviews` yields them: texts_by_label[label] are that label's reviews."""
-    return [((split, label, number), text)
-            for label, texts in enumerate(texts_by_label) for number, text in enumerate(texts)]
+    return [
+        ((split, label, number), text)
+        for label, texts in enumerate(texts_by_label)
+        for number, text in enumerate(texts)
+    ]
 
 
 def test_keras_indices_shift_ranks_add_start_and_map_rare_words_to_oov():
@@ -96,7 +99,7 @@ def test_indexing_in_parallel_batches_gives_the_rows_of_one_process_in_label_the
     indexed = index_reviews(reversed(list(iter_reviews(tiny_archive))), tiny_archive, workers=2)
     starts = np.cumsum(indexed.ids.lengths) - indexed.ids.lengths
     for split in ("train", "test"):
-        rows = [indexed.ids.values[starts[row]:starts[row] + indexed.ids.lengths[row]] for row in indexed.rows[split]]
+        rows = [indexed.ids.values[starts[row] : starts[row] + indexed.ids.lengths[row]] for row in indexed.rows[split]]
         assert [[indexed.words[i] for i in row] for row in rows] == expected[split]
         assert indexed.labels[indexed.rows[split]].tolist() == reviews[split].labels.tolist()
 
@@ -135,6 +138,9 @@ def test_a_data_error_while_reading_ends_indexing_with_that_error(monkeypatch):
 
 
 def test_indexing_no_reviews_at_all_names_every_missing_folder():
-    with pytest.raises(DataError, match="empty.tar.gz has no reviews under aclImdb/train/neg/, aclImdb/train/pos/, "
-                                        "aclImdb/test/neg/, aclImdb/test/pos/"):
+    with pytest.raises(
+        DataError,
+        match="empty.tar.gz has no reviews under aclImdb/train/neg/, aclImdb/train/pos/, "
+        "aclImdb/test/neg/, aclImdb/test/pos/",
+    ):
         index_reviews([], "empty.tar.gz", workers=1)

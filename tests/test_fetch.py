@@ -97,6 +97,7 @@ def files_under(directory: Path) -> list[str]:
 
 # Good downloads and the cache.
 
+
 def test_download_is_verified_and_cached_then_reused_without_a_request(server, archive, tmp_path):
     url = server.serve(ARCHIVE_PATH, Reply(body=archive))
     cache = tmp_path / "cache"
@@ -142,6 +143,7 @@ def test_main_writes_the_raw_file_and_source_json(server, archive, tmp_path, mon
 
 
 # HTTP failures: each one named, retried only where another try can help, and nothing left behind.
+
 
 def test_http_404_fails_at_once_naming_the_url_and_data_url(server, tmp_path):
     url = server.serve("/gone/aclImdb_v1.tar.gz", Reply(status=404))
@@ -223,6 +225,7 @@ def test_a_checksum_mismatch_names_both_hashes_and_deletes_the_download(server, 
 
 # No server at all: a bounded time, one message that says what to do.
 
+
 def test_a_refused_connection_fails_quickly_and_says_to_set_data_url(tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -272,6 +275,7 @@ def test_a_url_without_a_file_name_is_refused(tmp_path):
 
 # Local copies: a path or a file:// URL, pinned or not; nothing is copied into the cache.
 
+
 @pytest.mark.parametrize("as_uri", [False, True], ids=["path", "file-url"])
 @pytest.mark.parametrize("pinned", [False, True], ids=["unpinned", "pinned"])
 def test_a_local_copy_is_used_in_place_and_its_hash_returned(archive, tmp_path, as_uri, pinned):
@@ -305,6 +309,7 @@ def test_main_copies_a_local_file_and_records_its_own_hash(archive, tmp_path, mo
 
 
 # Progress: about ten lines per download, whatever the chunk size.
+
 
 def _progress_lines(caplog) -> list[str]:
     return [record.getMessage() for record in caplog.records if "MB/s" in record.getMessage()]

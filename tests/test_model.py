@@ -23,7 +23,9 @@ def test_regularizer_goes_on_the_hidden_layers_only(spec, expected):
     model = build_model(num_words=100, hidden_units=(128, 128), spec=spec)
     dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
     assert [(layer.name, layer.units, layer.activation.__name__) for layer in dense] == [
-        ("hidden_1", 128, "relu"), ("hidden_2", 128, "relu"), ("output", 1, "sigmoid"),
+        ("hidden_1", 128, "relu"),
+        ("hidden_2", 128, "relu"),
+        ("output", 1, "sigmoid"),
     ]
     for layer in dense[:2]:
         config = layer.kernel_regularizer.get_config() if layer.kernel_regularizer else None
@@ -74,9 +76,12 @@ def test_validation_metrics_are_those_fit_computes_itself(spec, tiny_data, defau
         model = build_model(num_words=10, hidden_units=(8,), spec=spec)
         if not validation_by_fit:
             return train_model(model, train_data=tiny_data, validation_data=validation, params=params)
-        model.compile(optimizer=keras.optimizers.Adam(params.learning_rate), loss=keras.losses.BinaryCrossentropy(),
-                      metrics=["accuracy", keras.metrics.BinaryCrossentropy(name="bce")],
-                      steps_per_execution=params.steps_per_execution)
+        model.compile(
+            optimizer=keras.optimizers.Adam(params.learning_rate),
+            loss=keras.losses.BinaryCrossentropy(),
+            metrics=["accuracy", keras.metrics.BinaryCrossentropy(name="bce")],
+            steps_per_execution=params.steps_per_execution,
+        )
         return model.fit(*tiny_data, epochs=3, batch_size=16, validation_data=validation, verbose=0).history
 
     ours, keras_own = fit(validation_by_fit=False), fit(validation_by_fit=True)

@@ -29,8 +29,14 @@ MODELS = {"basic": {"regularizer": "none", "rate": 0.0}, "l2": {"regularizer": "
 
 
 def _parallel(repo: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stages.parallel", *args], cwd=repo, env=pipeline_environment(repo),
-                          capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "stages.parallel", *args],
+        cwd=repo,
+        env=pipeline_environment(repo),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +82,12 @@ def test_a_plain_repro_afterwards_runs_nothing(repos):
 def test_a_diverging_training_is_reported_and_the_other_one_recorded(repos):
     repo = repos["parallel"]
     # A penalty this large makes the loss infinite at once, so train raises TrainingError.
-    edit_params(repo, lambda params: params["models"].update(l2={"regularizer": "l2", "rate": 1e38},
-                                                             basic={"regularizer": "none", "rate": 0.5}))
+    edit_params(
+        repo,
+        lambda params: params["models"].update(
+            l2={"regularizer": "l2", "rate": 1e38}, basic={"regularizer": "none", "rate": 0.5}
+        ),
+    )
     result = _parallel(repo)
     assert result.returncode == 1
     assert "train@l2, evaluate@l2 failed" in result.stderr
@@ -98,9 +108,18 @@ def test_plan_group_finds_the_members_and_their_upstream():
 
 
 def test_followers_are_the_stages_that_need_nothing_but_one_member_and_its_inputs():
-    graph = _graph(fetch="", encode="fetch", **{"train@a": "encode", "train@b": "encode",
-                                                "evaluate@a": "train@a encode", "evaluate@b": "train@b fetch",
-                                                "compare": "train@a train@b", "plots": "evaluate@a evaluate@b"})
+    graph = _graph(
+        fetch="",
+        encode="fetch",
+        **{
+            "train@a": "encode",
+            "train@b": "encode",
+            "evaluate@a": "train@a encode",
+            "evaluate@b": "train@b fetch",
+            "compare": "train@a train@b",
+            "plots": "evaluate@a evaluate@b",
+        },
+    )
     assert followers(graph, ["train@a", "train@b"]) == {"train@a": ["evaluate@a"], "train@b": ["evaluate@b"]}
 
 

@@ -145,12 +145,26 @@ STAGE_COMMANDS = {
     "fetch": ["stages.fetch", "--out", "data/raw"],
     "encode": ["stages.encode", "--raw", "data/raw", "--out", "data/encoded"],
     "train": ["stages.train", "--model", "l1", "--data", "data/encoded", "--models-dir", "models"],
-    "evaluate": ["stages.evaluate", "--model", "l1", "--models-dir", "models", "--data", "data/encoded",
-                 "--metrics-dir", "metrics"],
+    "evaluate": [
+        "stages.evaluate",
+        "--model",
+        "l1",
+        "--models-dir",
+        "models",
+        "--data",
+        "data/encoded",
+        "--metrics-dir",
+        "metrics",
+    ],
     "plots": ["stages.plots", "--models-dir", "models", "--metrics-dir", "metrics", "--out", "plots"],
 }
-EARLIER_OUTPUTS = ["data/raw/source.json", "data/encoded/x_train.npy", "models/l1/history.json", "metrics/l1.json",
-                   "plots/report.md"]
+EARLIER_OUTPUTS = [
+    "data/raw/source.json",
+    "data/encoded/x_train.npy",
+    "models/l1/history.json",
+    "metrics/l1.json",
+    "plots/report.md",
+]
 # `python -X importtime` logs every module imported, one per line ending in `| <module name>`.
 HEAVY_IMPORT = re.compile(r"\|\s*(tensorflow|keras)$", re.MULTILINE)
 
@@ -164,8 +178,11 @@ def test_a_stage_with_bad_params_exits_before_importing_tensorflow_and_touches_n
     before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
     result = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", *STAGE_COMMANDS[stage]],
-        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
-        capture_output=True, text=True, check=False,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 1
     assert "params.yaml: models.l1.rate must be a finite number >= 0, got -0.1" in result.stderr

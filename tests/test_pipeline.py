@@ -14,8 +14,17 @@ import pytest
 
 from tests.conftest import copy_tiny_pipeline, edit_params, pipeline_environment, run_dvc, stages_run
 
-ALL_STAGES = {"fetch", "encode", "train@basic", "train@l1", "train@l2", "evaluate@basic", "evaluate@l1",
-              "evaluate@l2", "plots"}
+ALL_STAGES = {
+    "fetch",
+    "encode",
+    "train@basic",
+    "train@l1",
+    "train@l2",
+    "evaluate@basic",
+    "evaluate@l1",
+    "evaluate@l2",
+    "plots",
+}
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +72,14 @@ def _stages_changed(repo: Path) -> set[str]:
     [
         (lambda params: params["train"].update(epochs=3), {"train@basic", "train@l1", "train@l2"}),
         (lambda params: params["models"]["l2"].update(rate=0.5), {"train@l2", "plots"}),
-        (lambda params: params["evaluate"].update(zero_threshold=0.01),
-         {"evaluate@basic", "evaluate@l1", "evaluate@l2"}),
-        (lambda params: params["models"].update(l1_l2={"regularizer": "l1_l2", "rate": 0.001}),
-         {"train@l1_l2", "evaluate@l1_l2", "plots"}),
+        (
+            lambda params: params["evaluate"].update(zero_threshold=0.01),
+            {"evaluate@basic", "evaluate@l1", "evaluate@l2"},
+        ),
+        (
+            lambda params: params["models"].update(l1_l2={"regularizer": "l1_l2", "rate": 0.001}),
+            {"train@l1_l2", "evaluate@l1_l2", "plots"},
+        ),
     ],
     ids=["train.epochs", "models.l2.rate", "evaluate.zero_threshold", "a fourth model"],
 )
@@ -84,8 +97,14 @@ def test_a_model_name_never_reaches_a_shell(repo):
     original = (repo / "params.yaml").read_text()
     edit_params(repo, lambda params: params["models"].update({"x;touch PWNED;#": {"regularizer": "none", "rate": 0}}))
     try:
-        result = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=repo, env=pipeline_environment(repo),
-                                capture_output=True, text=True, check=False)
+        result = subprocess.run(
+            [sys.executable, "-m", "dvc", "repro"],
+            cwd=repo,
+            env=pipeline_environment(repo),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert result.returncode != 0
         assert "models must be keyed by names of letters, digits, _ and -" in result.stdout + result.stderr
         assert not (repo / "PWNED").exists()

@@ -25,12 +25,21 @@ from stages.plots import curve_rows, score_rows, weight_histogram_rows
 from tests.conftest import PROJECT_ROOT, copy_pipeline, run_dvc, run_in
 
 WINDOW_WIDTH, WINDOW_HEIGHT = 1400, 2400
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-                  # No network: a library the page fetched instead of inlining would fail to load.
-                  "--host-resolver-rules=MAP * ~NOTFOUND",
-                  # Virtual time runs the page's timers at once, so the probe needs no real waiting.
-                  "--virtual-time-budget=10000", f"--window-size={WINDOW_WIDTH},{WINDOW_HEIGHT}"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+    # No network: a library the page fetched instead of inlining would fail to load.
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+    # Virtual time runs the page's timers at once, so the probe needs no real waiting.
+    "--virtual-time-budget=10000",
+    f"--window-size={WINDOW_WIDTH},{WINDOW_HEIGHT}",
+]
 # Runs after the charts drew (in virtual time) and writes, per chart div of DVC's page, its rendered
 # elements and the fraction of its canvas in colour, any error the template showed and every resource
 # the page requested, for --dump-dom.
@@ -72,11 +81,20 @@ def _write_plot_data(plots_dir: Path, seed: int) -> None:
     names = list(parse_params((PROJECT_ROOT / "params.yaml").read_text()).models)
     epochs = list(range(1, 7))
     falling = {name: np.sort(rng.uniform(0.3, 0.7, (4, len(epochs))))[:, ::-1] for name in names}
-    histories = {name: {"epoch": epochs, "bce": curves[0], "val_bce": curves[1], "accuracy": 1 - curves[2],
-                        "val_accuracy": 1 - curves[3]} for name, curves in falling.items()}
+    histories = {
+        name: {
+            "epoch": epochs,
+            "bce": curves[0],
+            "val_bce": curves[1],
+            "accuracy": 1 - curves[2],
+            "val_accuracy": 1 - curves[3],
+        }
+        for name, curves in falling.items()
+    }
     weights = {name: rng.laplace(scale=0.02 * (index + 1), size=2000) for index, name in enumerate(names)}
-    metrics = {name: {"test_bce": round(rng.uniform(0.3, 0.7), 4), "test_accuracy": 0.7, "test_auc": 0.8}
-               for name in names}
+    metrics = {
+        name: {"test_bce": round(rng.uniform(0.3, 0.7), 4), "test_accuracy": 0.7, "test_auc": 0.8} for name in names
+    }
     write_csv(plots_dir / "curves.csv", curve_rows(histories))
     write_csv(plots_dir / "weights.csv", weight_histogram_rows(weights))
     write_csv(plots_dir / "test.csv", score_rows(metrics))
@@ -127,9 +145,20 @@ def _open_in_chromium(chromium: str, page: Path) -> tuple[dict, np.ndarray]:
     # The last `</body>`: vega-embed's code holds one in a string, for its "view source" window.
     head, body_end, tail = page.read_text(encoding="utf-8").rpartition("</body>")
     probed.write_text(head + PROBE + body_end + tail, encoding="utf-8")
-    result = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={page.parent / 'profile'}",
-                             f"--screenshot={screenshot}", "--dump-dom", probed.as_uri()],
-                            capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [
+            chromium,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={page.parent / 'profile'}",
+            f"--screenshot={screenshot}",
+            "--dump-dom",
+            probed.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     match = re.search(r'<pre id="probe"[^>]*>(.*?)</pre>', result.stdout, re.DOTALL)
     assert match, f"the probe did not report; Chromium said:\n{result.stderr[-3000:]}"

@@ -44,9 +44,13 @@ def s3_endpoint() -> Iterator[str]:
     endpoint = f"http://{host}:{port}"
     with pytest.MonkeyPatch.context() as monkeypatch:
         # The `dvc` subprocesses inherit these; no AWS profile or config of the user may leak in.
-        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                            "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": "/nonexistent",
-                            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}.items():
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CONFIG_FILE": "/nonexistent",
+            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+        }.items():
             monkeypatch.setenv(name, value)
         monkeypatch.delenv("AWS_PROFILE", raising=False)
         boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)

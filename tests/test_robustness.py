@@ -36,8 +36,13 @@ from tests.conftest import (
 MODEL_STAGES = {"train@l1", "evaluate@l1", "plots"}
 # Logged by the train stage once TensorFlow is up and the network built: training has begun.
 TRAINING_STARTED = "training l1 ("
-COMPARED_FILES = ["metrics/l1.json", "models/l1/history.json", "models/l1/test_predictions.npy",
-                  "models/l1/weights.npz", "models/l1/model.keras"]
+COMPARED_FILES = [
+    "metrics/l1.json",
+    "models/l1/history.json",
+    "models/l1/test_predictions.npy",
+    "models/l1/weights.npz",
+    "models/l1/model.keras",
+]
 TIMEOUT_SECONDS = 300
 
 # A stage-like child: it writes half an output directory, says so, and waits for a signal.
@@ -70,7 +75,9 @@ def _start_half_writer(target: Path) -> subprocess.Popen:
     process = subprocess.Popen(
         [sys.executable, "-c", HALF_WRITER, str(target)],
         env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     # The child prints only when it is inside the write; readline returns "" if it died first.
     assert process.stdout.readline() == "writing\n", process.communicate()
@@ -121,8 +128,14 @@ POOL_HOLDER = textwrap.dedent("""
 
 
 def _start_pool_holder() -> tuple[subprocess.Popen, int]:
-    process = subprocess.Popen([sys.executable, "-c", POOL_HOLDER], env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", POOL_HOLDER],
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     worker = process.stdout.readline()
     assert worker.strip().isdigit(), process.communicate()
     return process, int(worker)
@@ -164,21 +177,32 @@ def _tiny_params(archive: Path):
         # A held-out fraction, so the seeded split is part of what must reproduce.
         params["train"].update(epochs=3, batch_size=10, hidden_units=[16, 16], validation=0.25)
         params["models"] = {"l1": params["models"]["l1"]}
+
     return edit
 
 
 def _start_dvc(repo: Path, *args: str, **options) -> subprocess.Popen:
     """Start `dvc` in its own process group, as a shell starts a job, so signals reach its stages too."""
     return subprocess.Popen(
-        [sys.executable, "-m", "dvc", *args], cwd=repo, env=pipeline_environment(repo),
-        start_new_session=True, stderr=subprocess.STDOUT, **options,
+        [sys.executable, "-m", "dvc", *args],
+        cwd=repo,
+        env=pipeline_environment(repo),
+        start_new_session=True,
+        stderr=subprocess.STDOUT,
+        **options,
     )
 
 
 def _stages_changed(repo: Path) -> set[str]:
     """The stages `dvc status` lists (its JSON is on stdout; warnings go to stderr)."""
-    result = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=repo,
-                            env=pipeline_environment(repo), capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", "status", "--json"],
+        cwd=repo,
+        env=pipeline_environment(repo),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return set(json.loads(result.stdout))
 
 
@@ -262,7 +286,8 @@ def test_two_repros_at_once_do_not_corrupt_anything(repo):
     loser = outputs[ran.index(set())]
     assert any(message in loser for message in ("is busy", "Unable to acquire lock", "up to date")), loser
     assert yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["train@l1"]["params"]["params.yaml"][
-        "models.l1"] == {"regularizer": "l1", "rate": 0.01}
+        "models.l1"
+    ] == {"regularizer": "l1", "rate": 0.01}
     assert "Data and pipelines are up to date" in run_dvc(repo, "status")
 
 
@@ -287,8 +312,14 @@ def test_a_diverging_training_fails_and_writes_no_metrics(repo):
     metrics_before = (repo / "metrics" / "l1.json").read_bytes()
     original = (repo / "params.yaml").read_text()
     edit_params(repo, lambda params: params["train"].update(learning_rate=1e30))
-    result = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=repo, env=pipeline_environment(repo),
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", "repro"],
+        cwd=repo,
+        env=pipeline_environment(repo),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "the loss became NaN or infinite" in output

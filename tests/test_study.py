@@ -48,6 +48,7 @@ STUDY_RATE = 0.1
 
 # The grid and the experiments' arguments.
 
+
 def test_parse_rates_sorts_and_rejects_what_is_not_a_rate():
     assert parse_rates("1e-3,1e-5,0.01") == (1e-5, 1e-3, 0.01)
     for text in ("1e-3,x", "0", "-1e-3", "nan", "1e-3,0.001"):
@@ -59,8 +60,10 @@ def test_grid_has_every_regularizer_at_every_rate_and_the_basic_model_once_per_s
     points = grid_points(RATES, seeds=2, first_seed=42)
     assert len(points) == 2 * (1 + 2 * len(RATES))
     assert {point.seed for point in points[:5]} == {42}
-    assert [point for point in points if point.regularizer == "none"] == [Point("none", 0.0, 42),
-                                                                          Point("none", 0.0, 43)]
+    assert [point for point in points if point.regularizer == "none"] == [
+        Point("none", 0.0, 42),
+        Point("none", 0.0, 43),
+    ]
     assert len({point.name for point in points}) == len(points)
     with pytest.raises(StudyError, match="--seeds must be at least 1"):
         grid_points(RATES, seeds=0, first_seed=42)
@@ -90,10 +93,11 @@ def test_model_keys_are_the_first_model_of_each_regularizer(default_params):
 
 def test_a_relative_data_url_becomes_absolute_and_quoted_and_others_stay(tmp_path):
     assert absolute_data_url(["data.url=a.tar.gz", "train.epochs=1"], None, tmp_path) == [
-        "train.epochs=1", f"data.url='{tmp_path / 'a.tar.gz'}'"]
+        "train.epochs=1",
+        f"data.url='{tmp_path / 'a.tar.gz'}'",
+    ]
     assert absolute_data_url([], "data/a,b.tar.gz", tmp_path) == [f"data.url='{tmp_path / 'data/a,b.tar.gz'}'"]
-    assert absolute_data_url(["data.url=file:it's.tar.gz"], None, tmp_path) == [
-        f"data.url='{tmp_path}/it\\'s.tar.gz'"]
+    assert absolute_data_url(["data.url=file:it's.tar.gz"], None, tmp_path) == [f"data.url='{tmp_path}/it\\'s.tar.gz'"]
     for url in ("/srv/a.tar.gz", "https://example.org/a.tar.gz", "file:///srv/a.tar.gz"):
         assert absolute_data_url([f"data.url={url}"], "relative.tar.gz", tmp_path) == [f"data.url={url}"]
     assert absolute_data_url(["train.seed=1"], None, tmp_path) == ["train.seed=1"]
@@ -107,8 +111,14 @@ def test_each_experiment_trains_only_its_own_model_at_its_rate_and_seed():
     keys, models = {"none": "basic", "l1": "l1", "l2": "l2"}, ["basic", "l1", "l2", "l1_l2"]
     arguments = queue_arguments(Point("l1", 1e-5, 43), keys=keys, models=models, overrides=["train.epochs=1"])
     assert arguments[:6] == ["exp", "run", "--queue", "evaluate@l1", "--name", "study-l1-1e-05-s43"]
-    assert _settings(arguments) == ["train.epochs=1", "~models.basic", "~models.l2", "~models.l1_l2",
-                                    "train.seed=43", "models.l1.rate=1e-05"]
+    assert _settings(arguments) == [
+        "train.epochs=1",
+        "~models.basic",
+        "~models.l2",
+        "~models.l1_l2",
+        "train.seed=43",
+        "models.l1.rate=1e-05",
+    ]
     basic = queue_arguments(Point("none", 0.0, 42), keys=keys, models=models, overrides=[])
     assert basic[3] == "evaluate@basic"
     assert not any(setting.startswith("models.basic.rate") for setting in _settings(basic))
@@ -116,24 +126,52 @@ def test_each_experiment_trains_only_its_own_model_at_its_rate_and_seed():
 
 # The summary, on metrics the tests make up.
 
-def _experiment(name: str, regularizer: str, rate: float, seed: int, test_bce: float | None,
-                zero_fractions: tuple[float, ...] = (0.5, 0.7), epochs: int = 20) -> dict:
+
+def _experiment(
+    name: str,
+    regularizer: str,
+    rate: float,
+    seed: int,
+    test_bce: float | None,
+    zero_fractions: tuple[float, ...] = (0.5, 0.7),
+    epochs: int = 20,
+) -> dict:
     """One experiment as `dvc exp show --json` lists it; `test_bce=None` is one that failed."""
-    params = {"data": {"source": "aclimdb", "num_words": 100},
-              "train": {"epochs": epochs, "batch_size": 500, "hidden_units": [128, 128], "optimizer": "adam",
-                        "learning_rate": 0.001, "validation": "test", "seed": seed},
-              "models": {regularizer: {"regularizer": regularizer, "rate": rate}},
-              "evaluate": {"zero_threshold": 0.001}}
+    params = {
+        "data": {"source": "aclimdb", "num_words": 100},
+        "train": {
+            "epochs": epochs,
+            "batch_size": 500,
+            "hidden_units": [128, 128],
+            "optimizer": "adam",
+            "learning_rate": 0.001,
+            "validation": "test",
+            "seed": seed,
+        },
+        "models": {regularizer: {"regularizer": regularizer, "rate": rate}},
+        "evaluate": {"zero_threshold": 0.001},
+    }
     weights = {f"hidden_{index}": {"zero_fraction": value} for index, value in enumerate(zero_fractions, 1)}
-    metrics = {} if test_bce is None else {f"metrics/{regularizer}.json": {"data": {
-        "test_bce": test_bce, "test_accuracy": 0.7, "test_auc": 0.8, "weights": weights}}}
-    return {"name": name, "revs": [{"rev": "0" * 40, "data": {"params": {"params.yaml": {"data": params}},
-                                                                "metrics": metrics}}]}
+    metrics = (
+        {}
+        if test_bce is None
+        else {
+            f"metrics/{regularizer}.json": {
+                "data": {"test_bce": test_bce, "test_accuracy": 0.7, "test_auc": 0.8, "weights": weights}
+            }
+        }
+    )
+    return {
+        "name": name,
+        "revs": [{"rev": "0" * 40, "data": {"params": {"params.yaml": {"data": params}}, "metrics": metrics}}],
+    }
 
 
 def _show(*experiments: dict) -> list[dict]:
-    return [{"rev": "workspace", "experiments": None}, {"rev": "1" * 40, "name": "main",
-                                                         "experiments": list(experiments)}]
+    return [
+        {"rev": "workspace", "experiments": None},
+        {"rev": "1" * 40, "name": "main", "experiments": list(experiments)},
+    ]
 
 
 def _seeds(name: str, regularizer: str, rate: float, scores: list[float]) -> list[dict]:
@@ -156,7 +194,11 @@ def test_points_come_from_the_study_experiments_that_finished():
     assert unfinished == ["study-l2-0.1-s1"]
     assert "tried-by-hand" not in {point["experiment"] for point in points}
     assert [(point["model"], point["rate"], point["seed"]) for point in points[:4]] == [
-        ("basic", 0.0, 1), ("basic", 0.0, 2), ("basic", 0.0, 3), ("l1", 0.001, 1)]
+        ("basic", 0.0, 1),
+        ("basic", 0.0, 2),
+        ("basic", 0.0, 3),
+        ("l1", 0.001, 1),
+    ]
     assert points[3]["zero_fraction"] == 0.6
     assert points[3]["settings"]["train.epochs"] == 20 and "train.seed" not in points[3]["settings"]
 
@@ -164,7 +206,11 @@ def test_points_come_from_the_study_experiments_that_finished():
 def test_aggregate_takes_mean_and_sample_deviation_over_seeds_per_model_and_rate():
     summary = aggregate(experiment_points(STUDY)[0])
     assert [(row["model"], row["rate"], row["seeds"]) for row in summary] == [
-        ("basic", 0.0, 3), ("l1", 0.001, 3), ("l1", 0.1, 1), ("l2", 0.001, 3)]
+        ("basic", 0.0, 3),
+        ("l1", 0.001, 3),
+        ("l1", 0.1, 1),
+        ("l2", 0.001, 3),
+    ]
     l1 = summary[1]
     assert (l1["test_bce_mean"], l1["test_bce_std"]) == (pytest.approx(0.52), pytest.approx(0.02))
     assert (summary[0]["test_bce_mean"], summary[0]["test_bce_std"]) == (pytest.approx(0.62), pytest.approx(0.02))
@@ -172,8 +218,12 @@ def test_aggregate_takes_mean_and_sample_deviation_over_seeds_per_model_and_rate
 
 
 def test_points_run_with_other_settings_are_refused_by_name():
-    points, _ = experiment_points(_show(_experiment("study-l1-0.001-s1", "l1", 0.001, 1, 0.5),
-                                        _experiment("study-l1-0.001-s2", "l1", 0.001, 2, 0.5, epochs=5)))
+    points, _ = experiment_points(
+        _show(
+            _experiment("study-l1-0.001-s1", "l1", 0.001, 1, 0.5),
+            _experiment("study-l1-0.001-s2", "l1", 0.001, 2, 0.5, epochs=5),
+        )
+    )
     with pytest.raises(StudyError, match=r"study-l1-0.001-s1 and study-l1-0.001-s2 differ in train.epochs \(20 vs 5\)"):
         common_settings(points)
 
@@ -184,9 +234,11 @@ def test_verdict_names_the_best_rate_and_its_margin_seed_by_seed():
     lines = verdict_lines(summary, points)
     assert lines[0] == "- Lowest mean test BCE: **l1 at rate 0.001**, 0.5200 ± 0.0200 over 3 seeds."
     assert list(paired_differences(points, summary[1], summary[3])) == pytest.approx([0.01, 0.01, 0.01])
-    assert lines[1] == ("- Best of l2: l2 at rate 0.001, 0.5300 ± 0.0200; 0.0100 higher in the mean (0.5 times the "
-                        "larger seed-to-seed standard deviation); seed by seed, higher by 0.0100 ± 0.0000, "
-                        "for 3 of 3 seeds.")
+    assert lines[1] == (
+        "- Best of l2: l2 at rate 0.001, 0.5300 ± 0.0200; 0.0100 higher in the mean (0.5 times the "
+        "larger seed-to-seed standard deviation); seed by seed, higher by 0.0100 ± 0.0000, "
+        "for 3 of 3 seeds."
+    )
     assert lines[2].startswith("- Best of basic: basic (no regularizer), 0.6200 ± 0.0200; 0.1000 higher")
     assert lines[2].endswith("higher by 0.1000 ± 0.0200, for 3 of 3 seeds.")
 
@@ -194,7 +246,12 @@ def test_verdict_names_the_best_rate_and_its_margin_seed_by_seed():
 def test_plot_data_repeats_the_basic_model_at_every_rate():
     rows = plot_rows(aggregate(experiment_points(STUDY)[0]))
     assert [(row["model"], row["log10_rate"]) for row in rows] == [
-        ("basic", -3.0), ("basic", -1.0), ("l1", -3.0), ("l1", -1.0), ("l2", -3.0)]
+        ("basic", -3.0),
+        ("basic", -1.0),
+        ("l1", -3.0),
+        ("l1", -1.0),
+        ("l2", -3.0),
+    ]
     assert rows[0]["test_bce"] == rows[1]["test_bce"] == pytest.approx(0.62)
 
 
@@ -204,7 +261,12 @@ def test_chart_and_table_show_every_model_on_a_log_rate_axis():
     figure = figure_study(summary, points, "title")
     assert [axes.get_xscale() for axes in figure.axes] == ["log", "log"]
     assert figure.axes[0].get_legend_handles_labels()[1] == [
-        "basic (no regularizer), mean ± std", "l1, mean ± std", "l1, one seed", "l2, mean ± std", "l2, one seed"]
+        "basic (no regularizer), mean ± std",
+        "l1, mean ± std",
+        "l1, one seed",
+        "l2, mean ± std",
+        "l2, one seed",
+    ]
     table = summary_markdown(summary, points, common_settings(points))
     assert "| basic | – | 3 | 0.6200 ± 0.0200 |" in table
     assert "| l1 | 0.1 | 1 | 0.6900 ± 0.0000 |" in table
@@ -212,6 +274,7 @@ def test_chart_and_table_show_every_model_on_a_log_rate_axis():
 
 
 # End to end: the real study on a tiny archive in a copy of the project.
+
 
 def _read_csv(path: Path) -> list[dict]:
     with path.open(newline="") as file:
@@ -221,13 +284,29 @@ def _read_csv(path: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> tuple[Path, str]:
     """A temporary repo after `study.run` (1 rate x 2 seeds) and `study.summarize`, and the run's output."""
-    repo = copy_pipeline(tmp_path_factory.mktemp("study") / "project",
-                         lambda params: params["train"].update(epochs=1, batch_size=10, hidden_units=[8]))
+    repo = copy_pipeline(
+        tmp_path_factory.mktemp("study") / "project",
+        lambda params: params["train"].update(epochs=1, batch_size=10, hidden_units=[8]),
+    )
     shutil.copytree(PROJECT_ROOT / "study", repo / "study", ignore=shutil.ignore_patterns("__pycache__", "results"))
     # Untracked and named by a relative path: queued experiments only find it if the study makes it absolute.
     write_aclimdb_archive(repo / "tiny_aclImdb.tar.gz", make_reviews(20))
-    output = run_in(repo, sys.executable, "-m", "study.run", "--rates", str(STUDY_RATE), "--seeds", "2",
-                    "--jobs", "2", "-S", "data.source=aclimdb", "-S", "data.url=tiny_aclImdb.tar.gz")
+    output = run_in(
+        repo,
+        sys.executable,
+        "-m",
+        "study.run",
+        "--rates",
+        str(STUDY_RATE),
+        "--seeds",
+        "2",
+        "--jobs",
+        "2",
+        "-S",
+        "data.source=aclimdb",
+        "-S",
+        "data.url=tiny_aclImdb.tar.gz",
+    )
     run_in(repo, sys.executable, "-m", "study.summarize")
     return repo, output
 
@@ -237,8 +316,16 @@ def test_the_study_runs_every_point_as_a_named_experiment(study):
     expected = {point.name for point in grid_points((STUDY_RATE,), seeds=2, first_seed=42)}
     assert set(run_dvc(repo, "exp", "list", "--name-only").split()) == expected
     assert output.count("Running stage 'train@") == len(expected)
-    assert stages_run(output) == {"fetch", "encode", "train@basic", "train@l1", "train@l2", "evaluate@basic",
-                                  "evaluate@l1", "evaluate@l2"}
+    assert stages_run(output) == {
+        "fetch",
+        "encode",
+        "train@basic",
+        "train@l1",
+        "train@l2",
+        "evaluate@basic",
+        "evaluate@l1",
+        "evaluate@l2",
+    }
     assert output.count("Running stage 'encode'") <= 2  # at most once per worker; after that the run-cache has it
 
 
@@ -249,8 +336,11 @@ def test_the_summary_averages_each_points_seeds(study):
     assert len(points) == 6
     assert [(row["model"], row["seeds"]) for row in summary] == [("basic", "2"), ("l1", "2"), ("l2", "2")]
     for row in summary:
-        scores = [float(point["test_bce"]) for point in points if (point["model"], point["rate"]) ==
-                  (row["model"], row["rate"])]
+        scores = [
+            float(point["test_bce"])
+            for point in points
+            if (point["model"], point["rate"]) == (row["model"], row["rate"])
+        ]
         assert float(row["test_bce_mean"]) == pytest.approx(np.mean(scores), abs=1e-4)
         assert float(row["test_bce_std"]) == pytest.approx(np.std(scores, ddof=1), abs=1e-4)
     assert (results / "study.png").stat().st_size > 10_000
@@ -260,8 +350,20 @@ def test_the_summary_averages_each_points_seeds(study):
 
 def test_rerunning_points_restores_them_from_the_run_cache(study):
     repo, _ = study
-    output = run_in(repo, sys.executable, "-m", "study.run", "--rates", str(STUDY_RATE), "--seeds", "1",
-                    "-S", "data.source=aclimdb", "-S", "data.url=tiny_aclImdb.tar.gz")
+    output = run_in(
+        repo,
+        sys.executable,
+        "-m",
+        "study.run",
+        "--rates",
+        str(STUDY_RATE),
+        "--seeds",
+        "1",
+        "-S",
+        "data.source=aclimdb",
+        "-S",
+        "data.url=tiny_aclImdb.tar.gz",
+    )
     assert stages_run(output) == set()
     assert all(f"Stage 'train@{model}' is cached" in output for model in ("basic", "l1", "l2"))
     assert len(run_dvc(repo, "exp", "list", "--name-only").split()) == 6

@@ -69,4 +69,4 @@ def test_a_damaged_header_is_named_with_its_position():
 def test_a_stream_that_ends_inside_a_member_is_an_error():
     data = _tar(tarfile.GNU_FORMAT)
     with pytest.raises(TarFormatError, match="ends inside the member at byte 512"):
-        list(regular_files(io.BytesIO(data[:BLOCK * 2 + 5])))
+        list(regular_files(io.BytesIO(data[: BLOCK * 2 + 5])))

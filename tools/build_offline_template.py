@@ -81,8 +81,11 @@ def licence_notice(node_modules: Path, name: str, bundled_into: str = "") -> str
     A bundled package's version is the one npm installs today, not necessarily the one bundled, so it is left out.
     """
     package = json.loads((node_modules / name / "package.json").read_text())
-    heading = f"{name} ({package['license']}), bundled into {bundled_into}.min.js" if bundled_into else (
-        f"{name} {package['version']} ({package['license']})")
+    heading = (
+        f"{name} ({package['license']}), bundled into {bundled_into}.min.js"
+        if bundled_into
+        else (f"{name} {package['version']} ({package['license']})")
+    )
     if name != "vega" and package.get("repository") == MONOREPO:
         return f"== {heading}: part of the Vega monorepo, licence as for vega above"
     licence_dir = node_modules / (MONOREPO_LICENCE_FROM if name == "vega" else name)
@@ -95,8 +98,20 @@ def licence_notice(node_modules: Path, name: str, bundled_into: str = "") -> str
 def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         specs = [f"{name}@{version}" for name, version in PACKAGES.items()]
-        subprocess.run(["npm", "install", "--prefix", directory, "--no-save", "--ignore-scripts", "--no-audit",
-                        "--no-fund", *specs], check=True)
+        subprocess.run(
+            [
+                "npm",
+                "install",
+                "--prefix",
+                directory,
+                "--no-save",
+                "--ignore-scripts",
+                "--no-audit",
+                "--no-fund",
+                *specs,
+            ],
+            check=True,
+        )
         node_modules = Path(directory) / "node_modules"
         notices, scripts = [], []
         for name in PACKAGES:
