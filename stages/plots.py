@@ -1,177 +1,25 @@
 """Stage `plots`: the comparison as pictures, plot data for `dvc plots`, and a short report.
 
 Params: `models` (which models to compare).
-Reads: `<models-dir>/<model>/history.json` and `weights.npz`, `<metrics-dir>/<model>.json`.
-Writes to `<out>/`:
-- `curves.csv` (model, epoch, train/validation BCE and accuracy), `weights.csv` (a histogram
-  of each model's hidden-layer weights) and `test.csv` (test metrics per model), which the
-  top-level `plots:` of dvc.yaml draw;
-- the same five figures as PNGs, for the README and for people without a browser;
-- `report.md`: a table of the models' metrics, the best model named, the figures linked.
+Reads: `<models-dir>/<model>/` (history and weights, `imdb_regularization.model.files`) and
+`<metrics-dir>/<model>.json`.
+Writes to `<out>/`: `curves.csv`, `weights.csv` and `test.csv` for the top-level `plots:` of
+dvc.yaml, the same five figures as PNGs, and `report.md` (`imdb_regularization.evaluation.report`).
 """
 
 import argparse
-import json
 import logging
 import os
-from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
-
-from stages import cli, model_files
-from stages.atomic import atomic_path, write_csv, write_text
-from stages.params import load_params
+from imdb_regularization import cli
+from imdb_regularization.atomic import write_csv, write_text
+from imdb_regularization.evaluation import report
+from imdb_regularization.evaluation.metrics import read_metrics
+from imdb_regularization.model import files
+from imdb_regularization.params import load_params
 
 log = logging.getLogger("stages.plots")
-
-HISTOGRAM_BINS = 81
-FIGURES = {
-    "validation_bce": "Validation BCE per epoch (the notebook's comparison)",
-    "train_vs_validation": "Training vs validation BCE: the gap is overfitting",
-    "accuracy": "Accuracy per epoch",
-    "weights": "Hidden-layer weights: L1 piles them at zero, L2 narrows them",
-    "test_bce": "Test BCE per model (lower is better)",
-}
-
-
-def curve_rows(histories: dict[str, dict[str, list[float]]]) -> list[dict]:
-    """One row per model and epoch with its penalty-free BCE and accuracy on both splits."""
-    return [
-        {
-            "model": name,
-            "epoch": epoch,
-            "train_bce": round(history["bce"][index], 5),
-            "val_bce": round(history["val_bce"][index], 5),
-            "train_accuracy": round(history["accuracy"][index], 5),
-            "val_accuracy": round(history["val_accuracy"][index], 5),
-        }
-        for name, history in histories.items()
-        for index, epoch in enumerate(history["epoch"])
-    ]
-
-
-def weight_histogram_rows(weights: dict[str, np.ndarray], bins: int = HISTOGRAM_BINS) -> list[dict]:
-    """The fraction of each model's hidden-layer weights per bin, on bins shared by all models."""
-    largest = max(float(np.abs(values).max()) for values in weights.values())
-    edges = np.linspace(-largest, largest, bins + 1)
-    centres = (edges[:-1] + edges[1:]) / 2
-    rows = []
-    for name, values in weights.items():
-        counts, _ = np.histogram(values, bins=edges)
-        fractions = counts / values.size
-        rows += [
-            {"model": name, "weight": round(float(c), 5), "fraction": round(float(f), 6)}
-            for c, f in zip(centres, fractions, strict=True)
-        ]
-    return rows
-
-
-def score_rows(metrics: dict[str, dict]) -> list[dict]:
-    """The test scores of each model, for the bar chart and the report."""
-    return [
-        {
-            "model": name,
-            "test_bce": values["test_bce"],
-            "test_accuracy": values["test_accuracy"],
-            "test_auc": values["test_auc"],
-        }
-        for name, values in metrics.items()
-    ]
-
-
-def _by_model(rows: list[dict], name: str, field: str) -> list:
-    return [row[field] for row in rows if row["model"] == name]
-
-
-def figure_curves(rows: list[dict], fields: dict[str, str], ylabel: str, title: str) -> Figure:
-    """Curves of every model on one axes; `fields` maps a column to its line style."""
-    figure = Figure(figsize=(8, 5), layout="constrained")
-    axes = figure.subplots()
-    for index, name in enumerate(dict.fromkeys(row["model"] for row in rows)):
-        for field, style in fields.items():
-            axes.plot(
-                _by_model(rows, name, "epoch"),
-                _by_model(rows, name, field),
-                style,
-                color=f"C{index}",
-                label=f"{name} ({field})" if len(fields) > 1 else name,
-            )
-    axes.set(xlabel="epoch", ylabel=ylabel, title=title)
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.grid(alpha=0.3)
-    axes.legend()
-    return figure
-
-
-def figure_train_vs_validation(rows: list[dict]) -> Figure:
-    names = list(dict.fromkeys(row["model"] for row in rows))
-    figure = Figure(figsize=(4 * len(names), 4), layout="constrained")
-    all_axes = np.atleast_1d(figure.subplots(1, len(names), sharey=True))
-    for axes, name in zip(all_axes, names, strict=True):
-        epochs = _by_model(rows, name, "epoch")
-        axes.plot(epochs, _by_model(rows, name, "train_bce"), label="training")
-        axes.plot(epochs, _by_model(rows, name, "val_bce"), label="validation")
-        axes.set(title=name, xlabel="epoch")
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.grid(alpha=0.3)
-    all_axes[0].set_ylabel("binary cross-entropy")
-    all_axes[0].legend()
-    figure.suptitle(FIGURES["train_vs_validation"])
-    return figure
-
-
-def figure_weights(rows: list[dict]) -> Figure:
-    figure = Figure(figsize=(8, 5), layout="constrained")
-    axes = figure.subplots()
-    for name in dict.fromkeys(row["model"] for row in rows):
-        axes.plot(_by_model(rows, name, "weight"), _by_model(rows, name, "fraction"), label=name)
-    axes.set(xlabel="weight value", ylabel="fraction of weights (log scale)", yscale="log", title=FIGURES["weights"])
-    axes.grid(alpha=0.3)
-    axes.legend()
-    return figure
-
-
-def figure_test_bce(rows: list[dict]) -> Figure:
-    figure = Figure(figsize=(8, 1 + 0.6 * len(rows)), layout="constrained")
-    axes = figure.subplots()
-    names, values = [row["model"] for row in rows], [row["test_bce"] for row in rows]
-    bars = axes.barh(names, values, color=[f"C{index}" for index in range(len(rows))])
-    axes.bar_label(bars, fmt="%.4f", padding=3)
-    axes.invert_yaxis()
-    axes.set(xlabel="test binary cross-entropy", title=FIGURES["test_bce"], xlim=(0, max(values) * 1.15))
-    return figure
-
-
-def save_figure(path: Path, draw: Callable[..., Figure], *args) -> None:
-    """Draw one figure and write it to `path` as a PNG."""
-    with atomic_path(path) as temporary:
-        draw(*args).savefig(temporary, dpi=110)
-
-
-def report_markdown(metrics: dict[str, dict]) -> str:
-    """A table of every model's metrics, the best one named, and the figures linked."""
-    best = min(metrics, key=lambda name: metrics[name]["test_bce"])
-    columns = ["test_bce", "test_accuracy", "test_auc", "best_val_bce", "best_epoch", "overfit_gap"]
-    layers = list(next(iter(metrics.values()))["weights"])
-    lines = [
-        "# Regularization comparison",
-        "",
-        "Generated by the `plots` stage; do not edit. Lower BCE is better; `overfit_gap` is how far the",
-        "validation BCE rose after its best epoch; `zero` is the fraction of weights with |w| below the threshold.",
-        "",
-        "| model | " + " | ".join(columns) + " | " + " | ".join(f"{layer} zero" for layer in layers) + " |",
-        "|---" * (1 + len(columns) + len(layers)) + "|",
-    ]
-    for name, values in metrics.items():
-        cells = [str(values[column]) for column in columns]
-        cells += [str(values["weights"][layer]["zero_fraction"]) for layer in layers]
-        lines.append(f"| {'**' + name + '**' if name == best else name} | " + " | ".join(cells) + " |")
-    lines += ["", f"Best test BCE: **{best}** ({metrics[best]['test_bce']}).", ""]
-    lines += [f"![{title}]({name}.png)" for name, title in FIGURES.items()]
-    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -182,37 +30,23 @@ def main() -> None:
     args = parser.parse_args()
 
     names = list(load_params().models)
-    histories = {name: model_files.read_history(args.models_dir / name) for name in names}
-    metrics = {name: json.loads((args.metrics_dir / f"{name}.json").read_text()) for name in names}
-    weights = {}
-    for name in names:
-        kernels = model_files.read_hidden_kernels(args.models_dir / name)
-        weights[name] = np.concatenate([kernel.ravel() for kernel in kernels.values()])
+    histories = {name: files.read_history(args.models_dir / name) for name in names}
+    weights = {name: files.read_hidden_weights(args.models_dir / name) for name in names}
+    metrics = read_metrics(args.metrics_dir, names)
 
-    curves, histogram, tests = curve_rows(histories), weight_histogram_rows(weights), score_rows(metrics)
+    curves, histogram = report.curve_rows(histories), report.weight_histogram_rows(weights)
+    tests = report.score_rows(metrics)
     write_csv(args.out / "curves.csv", curves)
     write_csv(args.out / "weights.csv", histogram)
     write_csv(args.out / "test.csv", tests)
-    figures = {
-        "validation_bce": (figure_curves, curves, {"val_bce": "-"}, "binary cross-entropy", FIGURES["validation_bce"]),
-        "train_vs_validation": (figure_train_vs_validation, curves),
-        "accuracy": (
-            figure_curves,
-            curves,
-            {"train_accuracy": ":", "val_accuracy": "-"},
-            "accuracy",
-            FIGURES["accuracy"],
-        ),
-        "weights": (figure_weights, histogram),
-        "test_bce": (figure_test_bce, tests),
-    }
-    # Drawing the PNGs is most of this stage (0.75 s of 1.25 s on one core), and the stage ends
-    # every run, with the other cores idle: one process per core draws them.
+    figures = report.figures_to_draw(curves, histogram, tests)
+    # Drawing the PNGs is most of this stage's work, and the stage ends every run with the other
+    # cores idle: one process per core draws them.
     with cli.worker_pool(min(len(figures), os.cpu_count() or 1)) as pool:
-        drawn = [pool.submit(save_figure, args.out / f"{name}.png", *figure) for name, figure in figures.items()]
+        drawn = [pool.submit(report.save_figure, args.out / f"{name}.png", *figure) for name, figure in figures.items()]
         for future in drawn:
             future.result()
-    write_text(args.out / "report.md", report_markdown(metrics))
+    write_text(args.out / "report.md", report.report_markdown(metrics))
     log.info("wrote %d figures, plot data and report.md to %s", len(figures), args.out)
 
 

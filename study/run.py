@@ -23,15 +23,13 @@ spread one study over N machines.
 import argparse
 import logging
 import math
-import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages import cli
-from stages.params import RegularizerSpec, load_params, local_path
+from imdb_regularization import cli
+from imdb_regularization.dvc_commands import run_dvc
+from imdb_regularization.params import RegularizerSpec, load_params, local_path
 
 log = logging.getLogger("study.run")
 
@@ -136,19 +134,8 @@ def queue_arguments(point: Point, *, keys: dict[str, str], models: list[str], ov
 
 
 def call_dvc(*arguments: str, capture: bool = True) -> str:
-    """Run this environment's DVC and return its output; a failure is a `StudyError`.
-
-    Stage commands call `python` and DVC spawns queue workers as `dvc`, so this interpreter's
-    directory goes first on PATH: every experiment then runs in the same environment.
-    """
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    result = subprocess.run(
-        [sys.executable, "-m", "dvc", *arguments],
-        env={**os.environ, "PATH": path},
-        capture_output=capture,
-        text=True,
-        check=False,
-    )
+    """Run this environment's DVC (`dvc_commands.run_dvc`) and return its output; a failure is a `StudyError`."""
+    result = run_dvc(*arguments, capture=capture)
     if result.returncode != 0:
         details = f":\n{result.stderr.strip()}" if capture else ""
         raise StudyError(f"`dvc {' '.join(arguments)}` failed{details}")

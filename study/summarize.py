@@ -29,8 +29,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from stages import cli
-from stages.atomic import atomic_path, write_csv, write_text
+from imdb_regularization import cli
+from imdb_regularization.atomic import atomic_path, write_csv, write_text
 from study.run import BASELINE, EXPERIMENT_PREFIX, StudyError, call_dvc, model_label
 
 log = logging.getLogger("study.summarize")

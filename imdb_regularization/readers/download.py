@@ -1,0 +1,219 @@
+"""Fetching a source's file: from a local copy, or downloaded into the user's cache, always verified.
+
+Downloads go through a user-level cache (Keras' own, `~/.keras/datasets` or
+`$KERAS_HOME/datasets`), so a machine that already has the file checks it instead
+of fetching it again. A download is written under a temporary name and renamed only
+once its checksum matches, so a failed or cut-short one never looks finished.
+"""
+
+import http.client
+import logging
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from imdb_regularization.atomic import atomic_path
+from imdb_regularization.cli import StageError
+from imdb_regularization.params import local_path
+from imdb_regularization.readers.sources import CHUNK_BYTES, Source, sha256_of
+
+log = logging.getLogger(__name__)
+
+# Progress is logged every tenth of a download, but not more often than every megabyte (a small file
+# gets no progress lines), and every 10 MB when the server does not say how big the body is.
+MIN_PROGRESS_STEP_BYTES = 1_000_000
+UNKNOWN_SIZE_STEP_BYTES = 10_000_000
+# Request Timeout and Too Many Requests are worth another try; other 4xx answers will not change.
+RETRIED_CLIENT_ERRORS = frozenset({408, 429})
+# A cache file name taken from a URL: no separators, no leading dot, so it stays inside the cache.
+CACHE_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+USE_A_LOCAL_COPY = "To use a copy you already have, set data.url to its path (and data.sha256 to pin it)."
+
+
+class FetchError(StageError):
+    """The data could not be fetched or did not verify."""
+
+
+@dataclass(frozen=True)
+class DownloadPolicy:
+    """How patient a download is; a dead network fails in at most about attempts × timeout + the waits.
+
+    Attributes:
+        timeout_seconds: the wait for the connection and for each read.
+        attempts: tries in all.
+        backoff_seconds: the wait before the second try; it doubles before each further one.
+    """
+
+    timeout_seconds: float = 30.0
+    attempts: int = 3
+    backoff_seconds: float = 2.0
+
+
+DEFAULT_POLICY = DownloadPolicy()
+
+
+class _Progress:
+    """Logs a download's bytes and rate every tenth of the way (see the step constants above).
+
+    Stage logs are files, not terminals: at most ten lines per download keep them readable.
+    """
+
+    def __init__(self, url: str, total: int | None):
+        self.url, self.total, self.done = url, total, 0
+        self.step = max(total // 10, MIN_PROGRESS_STEP_BYTES) if total else UNKNOWN_SIZE_STEP_BYTES
+        self.started = time.monotonic()
+
+    def update(self, size: int) -> None:
+        before, self.done = self.done, self.done + size
+        # One line per step boundary crossed, however the body arrives in chunks.
+        if self.done // self.step > before // self.step:
+            self.report()
+
+    def report(self) -> None:
+        seconds = max(time.monotonic() - self.started, 1e-6)
+        rate = self.done / 1e6 / seconds
+        if self.total:
+            share = 100 * self.done // self.total
+            log.info("%s: %.1f of %.1f MB (%d%%), %.1f MB/s", self.url, self.done / 1e6, self.total / 1e6, share, rate)
+        else:
+            log.info("%s: %.1f MB, %.1f MB/s", self.url, self.done / 1e6, rate)
+
+
+def _download_once(url: str, destination: Path, timeout: float) -> None:
+    with urllib.request.urlopen(url, timeout=timeout) as response, destination.open("wb") as file:  # noqa: S310
+        length = response.headers.get("Content-Length")
+        progress = _Progress(url, int(length) if length else None)
+        while chunk := response.read(CHUNK_BYTES):
+            file.write(chunk)
+            progress.update(len(chunk))
+        if progress.total is not None and progress.done != progress.total:
+            raise http.client.IncompleteRead(b"", progress.total - progress.done)
+
+
+def _problem(error: Exception) -> str:
+    """What went wrong with one attempt, in a few words for the log and the final message."""
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code} {error.reason}"
+    if isinstance(error, http.client.IncompleteRead):
+        return f"the body was cut short ({error.expected} bytes missing)"
+    return str(getattr(error, "reason", error))
+
+
+def download(url: str, destination: Path, policy: DownloadPolicy = DEFAULT_POLICY) -> None:
+    """Stream `url` into `destination`, retrying network errors, HTTP 5xx, 408, 429 and short bodies.
+
+    Args:
+        url: an http(s) or file URL.
+        destination: the file to write; left incomplete on failure (callers write to a temp name).
+        policy: timeout, number of attempts and backoff.
+
+    Raises:
+        FetchError: another HTTP 4xx, or every attempt failed; the message names the URL.
+    """
+    for attempt in range(1, policy.attempts + 1):
+        try:
+            _download_once(url, destination, policy.timeout_seconds)
+            return
+        except urllib.error.HTTPError as error:
+            if error.code < 500 and error.code not in RETRIED_CLIENT_ERRORS:
+                raise FetchError(f"cannot download {url}: {_problem(error)}. {USE_A_LOCAL_COPY}") from None
+            problem = _problem(error)
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+            problem = _problem(error)
+        log.warning("attempt %d of %d to download %s failed: %s", attempt, policy.attempts, url, problem)
+        if attempt < policy.attempts:
+            time.sleep(policy.backoff_seconds * 2 ** (attempt - 1))
+    raise FetchError(f"cannot download {url} after {policy.attempts} attempts: {problem}. {USE_A_LOCAL_COPY}")
+
+
+def keras_cache_dir() -> Path:
+    """The directory Keras caches datasets in, so files it downloaded are found here too."""
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "datasets"
+
+
+def _verify_local(path: Path, sha256: str | None) -> str:
+    if not path.is_file():
+        raise FetchError(f"data.url {path} is not a file")
+    actual = sha256_of(path)
+    if sha256 is not None and actual != sha256:
+        raise FetchError(
+            f"checksum mismatch for {path}: expected sha256 {sha256}, got {actual}. "
+            "Point data.url at the right file, or correct data.sha256."
+        )
+    return actual
+
+
+def _cache_file(url: str, cache_dir: Path) -> Path:
+    """Where the download of `url` is cached, once `cache_dir` exists."""
+    name = Path(urlparse(url).path).name
+    if not CACHE_FILE_NAME.fullmatch(name):
+        raise FetchError(f"data.url {url} does not end in a file name to cache the download under")
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise FetchError(
+            f"cannot create the download cache {cache_dir}: {error.strerror}. Set KERAS_HOME to a writable directory."
+        ) from None
+    return cache_dir / name
+
+
+def _cached(cached: Path, sha256: str) -> bool:
+    """Whether `cached` is already the wanted file; a cached file with another checksum is deleted."""
+    if not cached.is_file():
+        return False
+    actual = sha256_of(cached)
+    if actual == sha256:
+        log.info("using %s (cached, sha256 verified)", cached)
+        return True
+    log.warning("cached %s has sha256 %s, not %s: deleting it and downloading again", cached, actual, sha256)
+    cached.unlink()
+    return False
+
+
+def fetch_file(
+    *, url: str, sha256: str | None, cache_dir: Path, policy: DownloadPolicy = DEFAULT_POLICY
+) -> tuple[Path, str]:
+    """Find or download the file at `url` and verify it.
+
+    Args:
+        url: an http(s) URL, a `file://` URL or a local path.
+        sha256: the expected digest; required for http(s), while None accepts a local file as it is.
+        cache_dir: where downloads are kept between runs.
+        policy: how patiently to download.
+
+    Returns:
+        The verified file and its SHA-256.
+
+    Raises:
+        FetchError: the download failed, or the file does not match `sha256`.
+        ValueError: an http(s) URL without `sha256`.
+    """
+    local = local_path(url)
+    if local is not None:
+        return local, _verify_local(local, sha256)
+    if sha256 is None:
+        raise ValueError(f"an http(s) URL needs a sha256 to verify the download against: {url}")
+    cached = _cache_file(url, cache_dir)
+    if _cached(cached, sha256):
+        return cached, sha256
+    with atomic_path(cached) as temporary:
+        log.info("downloading %s to %s", url, cached)
+        download(url, temporary, policy)
+        actual = sha256_of(temporary)
+        if actual != sha256:
+            raise FetchError(
+                f"checksum mismatch for {url}: expected sha256 {sha256}, got {actual}. The download was deleted."
+            )
+    return cached, actual
+
+
+def resolve_source(source: Source, url: str | None, sha256: str | None) -> tuple[str, str | None]:
+    """The URL and pinned digest to fetch: `data.url`/`data.sha256`, or the official ones."""
+    if url is None:
+        return source.url, source.sha256
+    return url, sha256

@@ -1,0 +1,145 @@
+"""Sharing results between clones through the repo's DVC remotes, run-cache included.
+
+Repo A runs the pipeline once on a tiny archive, commits `dvc.lock` and the git-tracked results,
+and pushes with `--run-cache` to the default remote (a directory in the home directory, here a
+temporary one) and to the team remote (an S3 bucket on a moto server at 127.0.0.1). Fresh clones
+with empty DVC caches then pull and `dvc repro`: DVC's own output must show that no stage ran,
+and every output must equal A's byte for byte.
+"""
+
+import hashlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from tests.support.project import ALL_STAGES, copy_tiny_pipeline, run_dvc, run_in, stages_run
+
+TRAIN_STAGES = {"train@basic", "train@l1", "train@l2"}
+BUCKET = "team-bucket"
+# What DVC prints for a stage whose outputs are already there, or which it restores from the run-cache.
+SKIPPED = re.compile(r"^Stage '([^']+)' didn't change, skipping$", re.MULTILINE)
+RESTORED = re.compile(r"^Stage '([^']+)' is cached - skipping run, checking out outputs$", re.MULTILINE)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Iterator[Path]:
+    """A temporary home directory for the `dvc` subprocesses, where the default remote `~/...` lives."""
+    home = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("HOME", str(home))
+        yield home
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """A moto S3 server on a free port of 127.0.0.1 holding one empty bucket, and fake credentials."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        # The `dvc` subprocesses inherit these; no AWS profile or config of the user may leak in.
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CONFIG_FILE": "/nonexistent",
+            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+        }.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv("AWS_PROFILE", raising=False)
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
+        yield endpoint
+    server.stop()
+
+
+def _point_team_remote_at(repo: Path, endpoint: str) -> None:
+    """What a teammate's `.dvc/config.local` holds: the committed placeholders replaced by the test bucket."""
+    run_dvc(repo, "remote", "modify", "--local", "team", "url", f"s3://{BUCKET}/imdb-regularization")
+    run_dvc(repo, "remote", "modify", "--local", "team", "endpointurl", endpoint)
+
+
+@pytest.fixture(scope="module")
+def repo_a(tmp_path_factory, home, s3_endpoint) -> Path:
+    """The tiny pipeline run and committed with its results, pushed to both remotes with the run-cache."""
+    repo = copy_tiny_pipeline(tmp_path_factory.mktemp("remote"), name="a")
+    run_dvc(repo, "repro")
+    run_in(repo, "git", "add", "dvc.lock", "metrics", "plots", "data/.gitignore", "models/.gitignore")
+    run_in(repo, "git", "-c", "user.name=test", "-c", "user.email=test@example.org", "commit", "-qm", "results")
+    _point_team_remote_at(repo, s3_endpoint)
+    for remote in ("storage", "team"):
+        run_dvc(repo, "push", "--remote", remote, "--run-cache")
+    return repo
+
+
+def _fresh_clone(repo: Path, name: str, revision: str = "HEAD") -> Path:
+    """A git clone of `repo` beside it at `revision`: code, params and git-tracked files, no DVC cache."""
+    clone = repo.parent / name
+    run_in(repo.parent, "git", "clone", "-q", str(repo), str(clone))
+    run_in(clone, "git", "checkout", "-q", revision)
+    assert not (clone / ".dvc" / "cache").exists()
+    return clone
+
+
+def _output_digests(repo: Path) -> dict[str, str]:
+    """SHA-256 of every file the pipeline wrote, DVC-cached or git-tracked, by path in the repo."""
+    return {
+        path.relative_to(repo).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for folder in ("data", "models", "metrics", "plots")
+        for path in sorted((repo / folder).rglob("*"))
+        if path.is_file() and path.name != ".gitignore"
+    }
+
+
+def _assert_same_results(clone: Path, repo_a: Path) -> None:
+    for name in ("basic", "l1", "l2"):
+        assert (clone / "metrics" / f"{name}.json").read_bytes() == (repo_a / "metrics" / f"{name}.json").read_bytes()
+    assert _output_digests(clone) == _output_digests(repo_a)
+
+
+def test_the_default_remote_is_a_directory_in_the_home_made_by_the_first_push(repo_a, home):
+    storage = home / "dvc-storage" / "imdb-regularization"
+    assert run_dvc(repo_a, "remote", "default").strip() == "storage"
+    assert str(storage) in run_dvc(repo_a, "remote", "list")
+    assert (storage / "files" / "md5").is_dir()
+    assert sum(path.is_file() for path in (storage / "runs").rglob("*")) == len(ALL_STAGES - {"plots"})
+
+
+def test_push_run_cache_fills_the_s3_bucket(repo_a, s3_endpoint):
+    bucket = boto3.resource("s3", endpoint_url=s3_endpoint).Bucket(BUCKET)
+    keys = [item.key for item in bucket.objects.filter(Prefix="imdb-regularization/")]
+    assert any(key.startswith("imdb-regularization/files/md5/") for key in keys)
+    # DVC keeps run-cache entries only for stages whose `cache: false` outputs are all metrics: not `plots`.
+    entries = [key for key in keys if key.startswith("imdb-regularization/runs/")]
+    assert len(entries) == len(ALL_STAGES - {"plots"})
+
+
+@pytest.mark.parametrize("remote", ["storage", "team"])
+def test_a_fresh_clone_pulls_every_result_and_repro_runs_nothing(repo_a, s3_endpoint, remote):
+    clone = _fresh_clone(repo_a, f"clone-{remote}")
+    if remote == "team":
+        _point_team_remote_at(clone, s3_endpoint)
+    run_dvc(clone, "pull", "--remote", remote, "--run-cache")
+    output = run_dvc(clone, "repro")
+    assert stages_run(output) == set()
+    assert set(SKIPPED.findall(output)) == ALL_STAGES
+    assert "Data and pipelines are up to date" in output
+    _assert_same_results(clone, repo_a)
+
+
+def test_without_a_committed_lock_repro_pull_restores_the_trainings_from_the_run_cache(repo_a, s3_endpoint):
+    clone = _fresh_clone(repo_a, "clone-without-lock", revision="HEAD~1")
+    assert not (clone / "dvc.lock").exists()
+    _point_team_remote_at(clone, s3_endpoint)
+    run_dvc(clone, "remote", "default", "--local", "team")
+    output = run_dvc(clone, "repro", "--pull")
+    assert set(RESTORED.findall(output)) == {"fetch", "encode"} | TRAIN_STAGES
+    # Metrics and plots are git-tracked (`cache: false`), so the remote has no copy: those
+    # cheap stages rerun, and no training does.
+    assert stages_run(output) == ALL_STAGES - {"fetch", "encode"} - TRAIN_STAGES
+    assert "stages.train" not in output
+    _assert_same_results(clone, repo_a)

@@ -1,0 +1,130 @@
+"""The benchmark's harness on tiny data, without `dvc`: its measurements, its reference encoding, its report.
+
+The benchmark itself (`python -m tools.bench.run`) takes minutes and is not part of the test suite; its
+end-to-end pieces, on a copy of the project, are in tests/e2e/test_bench.py.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imdb_regularization.features.multi_hot import encode_aclimdb, keras_indices, multi_hot
+from imdb_regularization.features.vocabulary import index_reviews
+from imdb_regularization.readers.aclimdb import iter_reviews
+from tests.support.data import make_reviews, write_aclimdb_archive
+from tests.support.project import PROJECT_ROOT
+from tools.bench.encoding import compare_encoders
+from tools.bench.notebook import as_lists, read_ranked, sequences_shaping
+from tools.bench.report import markdown, summarize
+from tools.bench.run import BenchError, measure
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    return write_aclimdb_archive(tmp_path_factory.mktemp("archive") / "tiny_aclImdb.tar.gz", make_reviews(10))
+
+
+def test_a_process_that_imports_tensorflow_is_flagged(tmp_path):
+    # Registering a module under that name is all the check looks at, and costs no start-up.
+    run = measure(
+        ["python", "-c", "import sys; sys.modules['tensorflow'] = sys"], name="fake", cwd=tmp_path, logs=tmp_path
+    )
+    assert run.processes["fake"]["tensorflow"] is True
+
+
+def test_a_stage_that_leaves_through_cli_run_is_recorded_too(tmp_path):
+    # As every stage does on success: `exit_without_teardown` skips the interpreter's teardown but runs
+    # atexit handlers, the hook's among them. The project root as cwd, so `-c` finds the library.
+    run = measure(
+        ["python", "-c", "from imdb_regularization import cli; cli.run(lambda: None)"],
+        name="stage",
+        cwd=PROJECT_ROOT,
+        logs=tmp_path,
+    )
+    assert run.processes["stage"]["peak_rss_mb"] > 0
+    assert run.processes["stage"]["tensorflow"] is False
+
+
+def test_a_failing_command_is_reported_with_its_output(tmp_path):
+    with pytest.raises(BenchError, match="(?s)exit 3.*the reason"):
+        measure(["python", "-c", "print('the reason'); raise SystemExit(3)"], name="fail", cwd=tmp_path, logs=tmp_path)
+
+
+def test_the_notebook_loop_and_the_encode_stage_give_the_same_rows(archive):
+    for ranks, _ in read_ranked(archive).values():
+        indices = keras_indices(ranks, 30)
+        np.testing.assert_array_equal(sequences_shaping(as_lists(indices), 30), multi_hot(indices, 30))
+    # The reference ranks words with its own plain code: it must train on exactly the encode stage's arrays.
+    stage_arrays, _ = encode_aclimdb(index_reviews(iter_reviews(archive), archive, workers=1), num_words=30)
+    for split, (ranks, labels) in read_ranked(archive).items():
+        reference_rows = sequences_shaping(as_lists(keras_indices(ranks, 30)), 30)
+        np.testing.assert_array_equal(reference_rows, stage_arrays[f"x_{split}"])
+        np.testing.assert_array_equal(labels, stage_arrays[f"y_{split}"])
+    timings = compare_encoders(archive, (30, 300))
+    assert set(timings[30]) == {"pipeline_seconds", "notebook_seconds"} and set(timings[300]) == {"pipeline_seconds"}
+
+
+def _results(notebook_seconds: float) -> dict:
+    """Results shaped like `tools.bench.run.run_benchmark`'s, with round numbers."""
+    stage = {"seconds": 1.0, "peak_rss_mb": 100.0, "tensorflow": False}
+    fit = {"seconds": 1.0, "samples_per_second": 1000, "max_val_loss_difference": 0.0, "val_loss": [0.5]}
+    return {
+        "notebook": {"seconds": notebook_seconds, "seconds_by_phase": {"import tensorflow": 7.0}},
+        "cold": {
+            "seconds": 60.0,
+            "stage_seconds": 50.0,
+            "stages": {"encode": stage, "train@l1": {**stage, "tensorflow": True}},
+        },
+        "parallel_cold": {
+            "seconds": 40.0,
+            "jobs": 2,
+            "stages": {"train@l1": stage},
+            "lock_differences": [],
+            "metrics_identical": True,
+        },
+        "noop": {"repeats": 5, "repro_seconds": 1.5, "status_seconds": 1.2},
+        "one_change": {
+            "model": "l1",
+            "rate": 0.002,
+            "seconds": 20.0,
+            "stages_run": ["train@l1", "evaluate@l1", "plots"],
+        },
+        "encode": {
+            100: {"seconds": 10.0, "peak_rss_mb": 300.0, "pipeline_seconds": 0.01, "notebook_seconds": 1.0},
+            1000: {"seconds": 11.0, "peak_rss_mb": 350.0, "pipeline_seconds": 0.05},
+            10000: {"seconds": 20.0, "peak_rss_mb": 900.0, "pipeline_seconds": 0.5},
+        },
+        "training": [
+            {**fit, "variant": "bare model.fit"},
+            {**fit, "variant": "train stage", "samples_per_second": 2000},
+        ],
+        "load_average": {"before": (1.0, 1.0, 1.0), "after": (2.0, 1.0, 1.0)},
+    }
+
+
+def test_the_report_marks_each_target_met_or_not():
+    met = {target["target"]: target["met"] for target in summarize(_results(notebook_seconds=70.0))["targets"]}
+    assert met == {
+        "cold `dvc repro` ÷ notebook ≤ 1.0": True,
+        "cold, parallel trainings ÷ notebook ≤ 0.6": True,
+        "parallel run leaves dvc.lock and metrics as the sequential one": True,
+        "one change ÷ notebook ≤ 0.3": True,
+        "one change reruns only train@l1, evaluate@l1, plots": True,
+        "no-op `dvc repro` ≤ 1.5 × `dvc status`": True,
+        "encode's multi-hot ≥ 20 × the notebook's loop at num_words=100": True,
+        "encode time and peak RSS grow no faster than num_words (× [10.0, 10.0])": True,
+        "no stage but train imports TensorFlow": True,
+        "train stage's fit ≥ bare `model.fit` (samples/s, same val losses)": True,
+    }
+    slower_notebook = summarize(_results(notebook_seconds=50.0))["targets"]
+    assert [target["met"] for target in slower_notebook][:4] == [False, False, True, False]
+
+
+def test_the_markdown_report_shows_targets_and_ratios():
+    results = _results(notebook_seconds=50.0)
+    table = markdown(summarize(results), results)
+    assert "| cold `dvc repro` ÷ notebook ≤ 1.0 | 1.20 | **not met** |" in table
+    assert "| cold `python -m tools.parallel -j 2` (trainings at once) | 40.0 | 0.80 |" in table
+    assert "| `train@l1` | 1.0 | 100 | yes | 1.0 |" in table
+    assert "1-minute load average 1.0 before the run, 2.0 after" in table

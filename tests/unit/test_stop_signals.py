@@ -1,0 +1,141 @@
+"""A stage stopped by a signal or killed: atomic writes and worker processes, in tiny stage-like children.
+
+A child process that a signal stops mid-write is exact and cheap; the same on real `dvc repro`
+runs is in tests/e2e/test_robustness.py.
+"""
+
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from imdb_regularization.atomic import atomic_directory
+from tests.support.project import PROJECT_ROOT
+
+TIMEOUT_SECONDS = 60
+
+# A stage-like child: it writes half an output directory, says so, and waits for a signal.
+HALF_WRITER = textwrap.dedent("""
+    import signal, sys
+    from pathlib import Path
+    from imdb_regularization import cli
+    from imdb_regularization.atomic import atomic_directory
+
+    def main():
+        with atomic_directory(Path(sys.argv[1])) as out:
+            (out / "model.keras").write_text("half of a model")
+            print("writing", flush=True)
+            signal.pause()
+
+    cli.run(main)
+""")
+
+
+def _temporaries(root: Path) -> list[Path]:
+    """Temporary outputs (`.<name>.tmp<pid>...`) anywhere under `root`."""
+    return list(root.rglob(".*.tmp*"))
+
+
+def _start_half_writer(target: Path) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "-c", HALF_WRITER, str(target)],
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # The child prints only when it is inside the write; readline returns "" if it died first.
+    assert process.stdout.readline() == "writing\n", process.communicate()
+    return process
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stopped_write_deletes_its_temporary_and_keeps_the_old_output(tmp_path, stop_signal):
+    target = tmp_path / "models" / "l1"
+    target.mkdir(parents=True)
+    (target / "history.json").write_text("the old, complete output")
+    process = _start_half_writer(target)
+    process.send_signal(stop_signal)
+    _, stderr = process.communicate(timeout=TIMEOUT_SECONDS)
+    assert process.returncode == 128 + stop_signal
+    assert f"stopped by {stop_signal.name}" in stderr
+    assert "Traceback" not in stderr
+    assert [path.name for path in target.iterdir()] == ["history.json"]
+    assert (target / "history.json").read_text() == "the old, complete output"
+    assert _temporaries(tmp_path) == []
+
+
+def test_a_killed_write_leaves_only_a_temporary_which_the_next_write_removes(tmp_path):
+    target = tmp_path / "models" / "l1"
+    process = _start_half_writer(target)
+    process.kill()
+    process.communicate(timeout=TIMEOUT_SECONDS)
+    assert not target.exists()
+    assert [path.name for path in _temporaries(tmp_path)] == [f".l1.tmp{process.pid}"]
+    with atomic_directory(target) as out:
+        (out / "model.keras").write_text("a whole model")
+    assert [path.name for path in target.iterdir()] == ["model.keras"]
+    assert _temporaries(tmp_path) == []
+
+
+# A stage-like child with a pool of one worker: it prints the worker's pid and waits for a signal.
+POOL_HOLDER = textwrap.dedent("""
+    import os, signal
+    from imdb_regularization import cli
+
+    def main():
+        with cli.worker_pool(1) as pool:
+            print(pool.submit(os.getpid).result(), flush=True)
+            signal.pause()
+
+    cli.run(main)
+""")
+
+
+def _start_pool_holder() -> tuple[subprocess.Popen, int]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", POOL_HOLDER],
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    worker = process.stdout.readline()
+    assert worker.strip().isdigit(), process.communicate()
+    return process, int(worker)
+
+
+def _has_ended(pid: int, timeout: float) -> bool:
+    """Whether process `pid` (not a child of this one) ends within `timeout` seconds."""
+    try:
+        descriptor = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(descriptor, selectors.EVENT_READ)  # readable once the process has ended
+            return bool(selector.select(timeout))
+    finally:
+        os.close(descriptor)
+
+
+def test_a_stop_signal_to_the_stage_ends_its_workers_and_then_the_stage_cleanly():
+    process, worker = _start_pool_holder()
+    os.killpg(process.pid, signal.SIGTERM)  # as a shell or CI runner stops a job: the whole group
+    _, stderr = process.communicate(timeout=TIMEOUT_SECONDS)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert "stopped by SIGTERM" in stderr and "Traceback" not in stderr
+    assert _has_ended(worker, TIMEOUT_SECONDS)
+
+
+def test_the_workers_of_a_killed_stage_end_with_it():
+    process, worker = _start_pool_holder()
+    process.kill()  # only the stage's own process: nothing can run in it any more
+    process.communicate(timeout=TIMEOUT_SECONDS)
+    assert _has_ended(worker, TIMEOUT_SECONDS)

@@ -1,0 +1,1 @@
+"""The speed benchmark: the pipeline timed against the notebook's recipe (`python -m tools.bench.run`)."""

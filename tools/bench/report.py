@@ -1,0 +1,189 @@
+"""The benchmark's targets (issue: speed) checked against one run's results, and the markdown table."""
+
+import os
+from itertools import pairwise
+from typing import Any
+
+EQUIVALENT_VAL_LOSS = 1e-6
+
+
+def _target(name: str, measured: str, met: bool) -> dict[str, Any]:
+    return {"target": name, "measured": measured, "met": bool(met)}
+
+
+def _growth(values: list[float]) -> list[float]:
+    """The factor from each value to the next."""
+    return [round(after / before, 2) for before, after in pairwise(values)]
+
+
+def _speed_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    notebook = results["notebook"]["seconds"]
+    cold, parallel, change = results["cold"], results["parallel_cold"], results["one_change"]
+    expected = [f"train@{change['model']}", f"evaluate@{change['model']}", "plots"]
+    noop = results["noop"]["repro_seconds"] / results["noop"]["status_seconds"]
+    return [
+        _target("cold `dvc repro` ÷ notebook ≤ 1.0", f"{cold['seconds'] / notebook:.2f}", cold["seconds"] <= notebook),
+        _target(
+            "cold, parallel trainings ÷ notebook ≤ 0.6",
+            f"{parallel['seconds'] / notebook:.2f}",
+            parallel["seconds"] <= 0.6 * notebook,
+        ),
+        _target(
+            "parallel run leaves dvc.lock and metrics as the sequential one",
+            "identical" if not parallel["lock_differences"] and parallel["metrics_identical"] else "different",
+            not parallel["lock_differences"] and parallel["metrics_identical"],
+        ),
+        _target(
+            "one change ÷ notebook ≤ 0.3", f"{change['seconds'] / notebook:.2f}", change["seconds"] <= 0.3 * notebook
+        ),
+        _target(
+            "one change reruns only " + ", ".join(expected),
+            ", ".join(change["stages_run"]) or "nothing",
+            sorted(change["stages_run"]) == sorted(expected),
+        ),
+        _target("no-op `dvc repro` ≤ 1.5 × `dvc status`", f"{noop:.2f} ×", noop <= 1.5),
+    ]
+
+
+def _other_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    encode = results["encode"]
+    first = encode[min(encode)]
+    speedup = first["notebook_seconds"] / first["pipeline_seconds"]
+    widths = sorted(encode)
+    steps = _growth(widths)
+    time_growth = _growth([encode[width]["seconds"] for width in widths])
+    memory_growth = _growth([encode[width]["peak_rss_mb"] for width in widths])
+    importing = sorted(
+        stage
+        for stage, record in results["cold"]["stages"].items()
+        if record["tensorflow"] and not stage.startswith("train@")
+    )
+    bare, stage_fit = results["training"][0], results["training"][1]
+    return [
+        _target(
+            f"encode's multi-hot ≥ 20 × the notebook's loop at num_words={min(encode)}",
+            f"{speedup:.0f} ×",
+            speedup >= 20,
+        ),
+        _target(
+            f"encode time and peak RSS grow no faster than num_words (× {steps})",
+            f"time × {time_growth}, RSS × {memory_growth}",
+            all(growth <= step for growth, step in zip(time_growth + memory_growth, steps * 2, strict=True)),
+        ),
+        _target("no stage but train imports TensorFlow", ", ".join(importing) or "none does", not importing),
+        _target(
+            "train stage's fit ≥ bare `model.fit` (samples/s, same val losses)",
+            f"{stage_fit['samples_per_second']} vs {bare['samples_per_second']} samples/s, "
+            f"val_loss Δ {stage_fit['max_val_loss_difference']:.1e}",
+            stage_fit["samples_per_second"] >= bare["samples_per_second"]
+            and stage_fit["max_val_loss_difference"] <= EQUIVALENT_VAL_LOSS,
+        ),
+    ]
+
+
+def summarize(results: dict[str, Any]) -> dict[str, Any]:
+    """Each target of the issue with its measured value and whether it is met."""
+    return {"targets": _speed_targets(results) + _other_targets(results)}
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    aligned = ["---:" if index else "---" for index in range(len(header))]
+    return [
+        "| " + " | ".join(header) + " |",
+        "| " + " | ".join(aligned) + " |",
+        *("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows),
+        "",
+    ]
+
+
+def _runs_table(results: dict[str, Any]) -> list[str]:
+    notebook = results["notebook"]["seconds"]
+    change, noop = results["one_change"], results["noop"]
+    jobs = results["parallel_cold"]["jobs"]
+    runs = [
+        ("notebook's recipe, one process (reference)", notebook),
+        ("cold `dvc repro`, empty cache and workspace", results["cold"]["seconds"]),
+        (
+            f"cold `python -m tools.parallel{f' -j {jobs}' if jobs else ''}` (trainings at once)",
+            results["parallel_cold"]["seconds"],
+        ),
+        (f"one change (`models.{change['model']}.rate` → {change['rate']:g}), `dvc repro`", change["seconds"]),
+        (f"no-op `dvc repro` (median of {noop['repeats']})", noop["repro_seconds"]),
+        (f"`dvc status`, same repo (median of {noop['repeats']})", noop["status_seconds"]),
+    ]
+    return _table(
+        ["run", "seconds", "÷ notebook"],
+        [[name, f"{seconds:.1f}", f"{seconds / notebook:.2f}"] for name, seconds in runs],
+    )
+
+
+def _stages_table(results: dict[str, Any]) -> list[str]:
+    cold, parallel = results["cold"]["stages"], results["parallel_cold"]["stages"]
+    rows = [
+        [
+            f"`{stage}`",
+            f"{record['seconds']:.1f}",
+            f"{record['peak_rss_mb']:.0f}",
+            "yes" if record["tensorflow"] else "no",
+            f"{parallel[stage]['seconds']:.1f}" if stage in parallel else "–",
+        ]
+        for stage, record in cold.items()
+    ]
+    overhead = results["cold"]["seconds"] - results["cold"]["stage_seconds"]
+    rows.append(["DVC itself (cold run − its stages)", f"{overhead:.1f}", "", "", ""])
+    return _table(["stage", "seconds", "peak RSS (MB)", "imports TensorFlow", "seconds, parallel run"], rows)
+
+
+def _encode_table(results: dict[str, Any]) -> list[str]:
+    rows = [
+        [
+            f"{width:,}",
+            f"{values['seconds']:.1f}",
+            f"{values['peak_rss_mb']:.0f}",
+            f"{values['pipeline_seconds']:.3f}",
+            f"{values['notebook_seconds']:.3f}" if "notebook_seconds" in values else "–",
+        ]
+        for width, values in sorted(results["encode"].items())
+    ]
+    return _table(
+        ["num_words", "encode stage, seconds", "peak RSS (MB)", "multi-hot step, seconds", "notebook's loop, seconds"],
+        rows,
+    )
+
+
+def _training_table(results: dict[str, Any]) -> list[str]:
+    rows = [
+        [
+            variant["variant"],
+            f"{variant['seconds']:.1f}",
+            f"{variant['samples_per_second']:,}",
+            f"{variant['max_val_loss_difference']:.1e}",
+        ]
+        for variant in results["training"]
+    ]
+    return _table(["fit (one model, compile to end of fit)", "seconds", "samples/s", "max val_loss difference"], rows)
+
+
+def markdown(summary: dict[str, Any], results: dict[str, Any]) -> str:
+    """The README-ready report of one run."""
+    load = results["load_average"]
+    phases = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in results["notebook"]["seconds_by_phase"].items())
+    lines = [
+        f"Machine: {os.cpu_count()} cores; 1-minute load average {load['before'][0]:.1f} before the run, "
+        f"{load['after'][0]:.1f} after. One run; ratios are to the notebook's time in the same run.",
+        "",
+        *_table(
+            ["target", "measured", "met"],
+            [
+                [target["target"], target["measured"], "met" if target["met"] else "**not met**"]
+                for target in summary["targets"]
+            ],
+        ),
+        *_runs_table(results),
+        f"The notebook's time: {phases}.",
+        "",
+        *_stages_table(results),
+        *_encode_table(results),
+        *_training_table(results),
+    ]
+    return "\n".join(lines)
