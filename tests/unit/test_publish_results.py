@@ -1,0 +1,42 @@
+"""`python -m tools.publish_results`: the README's results table comes from a run's metrics, between markers."""
+
+import pytest
+
+from tools.publish_results import END, START, PublishError, provenance, replace_between_markers, results_table
+
+
+def _metrics(test_bce: float, zero: float) -> dict:
+    return {
+        "test_bce": test_bce,
+        "test_accuracy": 0.7,
+        "test_auc": 0.77,
+        "best_val_bce": 0.56,
+        "best_epoch": 11,
+        "overfit_gap": 0.0,
+        "weights": {"hidden_1": {"zero_fraction": zero}, "hidden_2": {"zero_fraction": zero}},
+    }
+
+
+def test_the_table_has_a_row_per_model_with_its_rate_and_the_best_test_bce_in_bold(default_params):
+    table = results_table({"basic": _metrics(0.65, 0.01), "l1": _metrics(0.5668, 0.966)}, default_params)
+    lines = table.splitlines()
+    assert lines[0].startswith("| model | test BCE | test accuracy |")
+    assert lines[0].endswith("| hidden_1 zero | hidden_2 zero |")
+    assert lines[2] == "| basic | 0.6500 | 0.7000 | 0.7700 | 0.5600 | 11 | 0.0000 | 0.0100 | 0.0100 |"
+    assert lines[3].startswith("| l1 (0.001) | **0.5668** |")
+
+
+def test_only_the_text_between_the_markers_is_replaced():
+    readme = f"intro\n{START}\nold table\n{END}\noutro\n"
+    assert replace_between_markers(readme, "new table") == f"intro\n{START}\nnew table\n{END}\noutro\n"
+
+
+def test_a_readme_without_the_markers_is_refused_by_naming_them():
+    with pytest.raises(PublishError, match="results:start"):
+        replace_between_markers("no markers here", "table")
+
+
+def test_provenance_names_the_data_by_checksum_not_by_path(default_params):
+    line = provenance(default_params, {"sha256": "ab" * 32, "url": "/home/someone/aclImdb.tar.gz"})
+    assert "abababababab" in line and "/home/someone" not in line
+    assert "20 epochs, batch 500" in line
