@@ -4,6 +4,10 @@ Each output is written under a temporary name beside its target (`.<stem>.tmp<pi
 and renamed into place only once complete. SIGINT and SIGTERM unwind through `cli.run`, so
 the temporary is deleted; SIGKILL runs no cleanup, so the next write of the same target deletes
 temporaries whose process is gone.
+
+Just before a rename publishes an output, the checks registered with `register_publish_check`
+run; one that raises keeps the output unpublished (`params.load_params` registers one that
+refuses outputs made from params that have changed since).
 """
 
 import csv
@@ -11,12 +15,24 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+_publish_checks: list[Callable[[], None]] = []
+
+
+def register_publish_check(check: Callable[[], None]) -> None:
+    """Run `check` before every later rename of an output into place; it raises to keep the output unpublished."""
+    _publish_checks.append(check)
+
+
+def _check_before_publishing() -> None:
+    for check in _publish_checks:
+        check()
 
 
 def _temporary_name(path: Path) -> Path:
@@ -61,6 +77,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     temporary = _temporary_name(path)
     try:
         yield temporary
+        _check_before_publishing()
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
@@ -79,6 +96,7 @@ def atomic_directory(path: Path) -> Iterator[Path]:
     temporary.mkdir()
     try:
         yield temporary
+        _check_before_publishing()
         # A directory cannot be renamed onto a non-empty one. DVC deletes a stage's outputs
         # before running it, so this only matters when a stage is run by hand.
         if path.exists():

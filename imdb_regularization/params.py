@@ -2,9 +2,16 @@
 
 Every stage calls `load_params()` before doing any work, so a typo or an
 out-of-range value fails in a second, names its key, and touches no output.
+The file is parsed exactly as DVC parses it (ruamel.yaml's safe loader, YAML 1.2,
+duplicate keys refused), so a stage trains on the values `dvc.lock` records. Every
+size has an upper bound here, checked before anything is allocated.
+
+`load_params` also remembers what it read, so a stage can refuse to publish outputs
+made from params that `params.yaml` no longer holds (`check_params_unchanged`).
 """
 
 import math
+import os
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -12,8 +19,10 @@ from typing import Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
+from imdb_regularization.atomic import register_publish_check
 from imdb_regularization.cli import StageError
 
 PARAMS_FILE = Path("params.yaml")
@@ -25,6 +34,24 @@ FIRST_WORD_INDEX = 4
 # A model name becomes part of a DVC stage name (train@<name>) and of file paths.
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 SHA256 = re.compile(r"[0-9a-f]{64}")
+DVC_FILE = Path("dvc.yaml")
+
+# Upper bounds, so that no value can ask for more than a machine has before anything is allocated.
+# Both sources hold 25,000 reviews per split; their vocabularies are under 90,000 words, so a
+# wider vector only adds columns of zeros.
+REVIEWS_PER_SPLIT = 25_000
+MAX_NUM_WORDS = 100_000
+MAX_HIDDEN_UNITS = 4_096
+# The first layer's kernel has num_words x units weights; training keeps four copies of it
+# (weights, gradients and Adam's two moments) in float32.
+MAX_FIRST_LAYER_WEIGHTS = 50_000_000
+MAX_EPOCHS = 1_000
+MAX_BATCH_SIZE = REVIEWS_PER_SPLIT
+MAX_STEPS_PER_EXECUTION = 1_000
+MAX_SEED = 2**32 - 1  # NumPy's and Keras' seeds are unsigned 32-bit integers
+# Penalties this strong zero every weight in the first steps; larger ones only overflow.
+MAX_RATE = 10.0
+MAX_MODELS = 100
 
 
 class ParamsError(StageError, ValueError):
@@ -70,15 +97,8 @@ class Params:
     evaluate: EvaluateParams
 
 
-class _Yaml12Loader(yaml.SafeLoader):
-    """PyYAML reads `1e-4` as a string (YAML 1.1); DVC and users mean a float (YAML 1.2)."""
-
-
-_Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
-    list("-+0123456789."),
-)
+class ParamsChangedError(ParamsError):
+    """params.yaml changed while a stage ran, so its outputs would be recorded with params they were not made from."""
 
 
 def _fail(key: str, requirement: str, value: Any) -> ParamsError:
@@ -103,16 +123,17 @@ def _names(cls: type) -> tuple[str, ...]:
     return tuple(field.name for field in fields(cls))
 
 
-def _integer(value: Any, key: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _fail(key, f"an integer >= {minimum}", value)
+def _integer(value: Any, key: str, minimum: int, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise _fail(key, f"an integer from {minimum} to {maximum:,}", value)
     return value
 
 
-def _number(value: Any, key: str, minimum: float, *, above: bool = False) -> float:
+def _number(value: Any, key: str, minimum: float, maximum: float = math.inf, *, above: bool = False) -> float:
     valid = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not valid or value < minimum or (above and value == minimum):
-        raise _fail(key, f"a finite number {'>' if above else '>='} {minimum}", value)
+    if not valid or not minimum <= value <= maximum or (above and value == minimum):
+        limit = "" if maximum == math.inf else f" and <= {maximum:g}"
+        raise _fail(key, f"a finite number {'>' if above else '>='} {minimum}{limit}", value)
     return float(value)
 
 
@@ -153,53 +174,95 @@ def _data(raw: Any) -> DataParams:
         source=_choice(section["source"], "data.source", DATA_SOURCES),
         url=url,
         sha256=sha256,
-        num_words=_integer(section["num_words"], "data.num_words", FIRST_WORD_INDEX + 1),
+        num_words=_num_words(section["num_words"]),
     )
+
+
+def _num_words(value: Any) -> int:
+    """`data.num_words`, refused with the size of the arrays it would need when it is too wide."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > MAX_NUM_WORDS:
+        gigabytes = 2 * REVIEWS_PER_SPLIT * value / 1e9
+        raise _fail(
+            "data.num_words",
+            f"at most {MAX_NUM_WORDS:,} (more than either source's vocabulary; the encoded arrays of "
+            f"{2 * REVIEWS_PER_SPLIT:,} reviews would take {gigabytes:,.0f} GB)",
+            value,
+        )
+    return _integer(value, "data.num_words", FIRST_WORD_INDEX + 1, MAX_NUM_WORDS)
 
 
 def _validation(value: Any) -> str | float:
     if value == "test":
         return value
-    if isinstance(value, float) and 0 < value < 1:
+    # Rounded as `split_validation` rounds it, on a full training split: it must hold out a row and keep one.
+    if isinstance(value, float) and 1 <= round(REVIEWS_PER_SPLIT * value) < REVIEWS_PER_SPLIT:
         return value
-    raise _fail("train.validation", "'test' or a fraction between 0 and 1", value)
+    raise _fail("train.validation", f"'test' or a fraction that holds out 1 to {REVIEWS_PER_SPLIT - 1:,} rows", value)
 
 
 def _train(raw: Any) -> TrainParams:
     section = _mapping(raw, "train", _names(TrainParams))
     units = section["hidden_units"]
-    if not isinstance(units, list) or not units:
-        raise _fail("train.hidden_units", "a non-empty list of integers >= 1", units)
+    if not isinstance(units, list) or not 1 <= len(units) <= 10:
+        raise _fail("train.hidden_units", "a list of 1 to 10 integers", units)
     return TrainParams(
-        epochs=_integer(section["epochs"], "train.epochs", 1),
-        batch_size=_integer(section["batch_size"], "train.batch_size", 1),
-        hidden_units=tuple(_integer(unit, "train.hidden_units[]", 1) for unit in units),
+        epochs=_integer(section["epochs"], "train.epochs", 1, MAX_EPOCHS),
+        batch_size=_integer(section["batch_size"], "train.batch_size", 1, MAX_BATCH_SIZE),
+        hidden_units=tuple(_integer(unit, "train.hidden_units[]", 1, MAX_HIDDEN_UNITS) for unit in units),
         optimizer=_choice(section["optimizer"], "train.optimizer", OPTIMIZERS),
         learning_rate=_number(section["learning_rate"], "train.learning_rate", 0, above=True),
         validation=_validation(section["validation"]),
-        seed=_integer(section["seed"], "train.seed", 0),
-        steps_per_execution=_integer(section["steps_per_execution"], "train.steps_per_execution", 1),
+        seed=_integer(section["seed"], "train.seed", 0, MAX_SEED),
+        steps_per_execution=_integer(
+            section["steps_per_execution"], "train.steps_per_execution", 1, MAX_STEPS_PER_EXECUTION
+        ),
     )
 
 
+def _check_first_layer(data: DataParams, train: TrainParams) -> None:
+    """The first kernel, num_words x units, must fit: training holds four float32 copies of it."""
+    weights = data.num_words * train.hidden_units[0]
+    if weights > MAX_FIRST_LAYER_WEIGHTS:
+        raise ParamsError(
+            f"{PARAMS_FILE}: data.num_words x train.hidden_units[0] = {data.num_words:,} x {train.hidden_units[0]:,} = "
+            f"{weights:,} first-layer weights ({4 * 4 * weights / 1e9:.1f} GB to train) is more than "
+            f"{MAX_FIRST_LAYER_WEIGHTS:,}: lower one of them"
+        )
+
+
 def _models(raw: Any) -> dict[str, RegularizerSpec]:
-    if not isinstance(raw, dict) or not raw:
-        raise _fail("models", "a non-empty mapping of model names", raw)
+    if not isinstance(raw, dict) or not 1 <= len(raw) <= MAX_MODELS:
+        raise _fail("models", f"a mapping of 1 to {MAX_MODELS} model names", raw)
     models = {}
     for name, entry in raw.items():
-        if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
-            raise _fail("models", "keyed by names of letters, digits, _ and -", name)
+        if not isinstance(name, str) or not MODEL_NAME.fullmatch(name) or len(name) > 64:
+            raise _fail("models", "keyed by names of up to 64 letters, digits, _ and -", name)
         section = _mapping(entry, f"models.{name}", _names(RegularizerSpec))
         models[name] = RegularizerSpec(
             regularizer=_choice(section["regularizer"], f"models.{name}.regularizer", REGULARIZERS),
-            rate=_number(section["rate"], f"models.{name}.rate", 0),
+            rate=_number(section["rate"], f"models.{name}.rate", 0, MAX_RATE),
         )
     return models
 
 
 def _evaluate(raw: Any) -> EvaluateParams:
     section = _mapping(raw, "evaluate", _names(EvaluateParams))
-    return EvaluateParams(zero_threshold=_number(section["zero_threshold"], "evaluate.zero_threshold", 0, above=True))
+    return EvaluateParams(
+        zero_threshold=_number(section["zero_threshold"], "evaluate.zero_threshold", 0, 1, above=True)
+    )
+
+
+def parse_yaml(text: str, path: Path = PARAMS_FILE) -> Any:
+    """The data in a YAML text, exactly as DVC reads params.yaml and dvc.yaml (ruamel.yaml, safe, YAML 1.2).
+
+    Raises:
+        ParamsError: the text is not valid YAML, or repeats a key (which DVC refuses too).
+    """
+    try:
+        return YAML(typ="safe").load(text)
+    except YAMLError as error:
+        problem = " ".join(str(error).split())
+        raise ParamsError(f"{path} is not valid YAML (as DVC reads it): {problem}") from None
 
 
 def parse_params(text: str) -> Params:
@@ -214,23 +277,89 @@ def parse_params(text: str) -> Params:
     Raises:
         ParamsError: the first problem found, naming its key and value.
     """
-    try:
-        raw = yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as error:
-        raise ParamsError(f"{PARAMS_FILE} is not valid YAML: {error}") from None
-    root = _mapping(raw, "", _names(Params))
-    return Params(
+    root = _mapping(parse_yaml(text), "", _names(Params))
+    params = Params(
         data=_data(root["data"]),
         train=_train(root["train"]),
         models=_models(root["models"]),
         evaluate=_evaluate(root["evaluate"]),
     )
+    _check_first_layer(params.data, params.train)
+    return params
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ParamsError(f"cannot read {path}: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise ParamsError(
+            f"{path} is not UTF-8 text (byte {error.start} is 0x{error.object[error.start]:02x})"
+        ) from None
 
 
 def load_params(path: Path = PARAMS_FILE) -> Params:
-    """Read and validate `params.yaml` (see `parse_params`)."""
+    """Read and validate `params.yaml` (see `parse_params`).
+
+    What was read is kept, and every atomic output written afterwards first checks that the
+    params this stage depends on still hold those values (`check_params_unchanged`).
+    """
+    text = _read_text(path)
+    params = parse_params(text)
+    register_publish_check(lambda: check_params_unchanged(parse_yaml(text, path), path))
+    return params
+
+
+def _value_at(data: Any, dotted: str) -> Any:
+    for key in dotted.split("."):
+        if not isinstance(data, dict) or key not in data:
+            return "(missing)"
+        data = data[key]
+    return data
+
+
+def stage_params_keys(stage: str, dvc_file: Path = DVC_FILE) -> list[str]:
+    """The params keys dvc.yaml lists for `stage` (`train@l1` resolves `${key}` to `l1`): what dvc.lock records."""
+    group, _, key = stage.partition("@")
+    definition = (parse_yaml(_read_text(dvc_file), dvc_file) or {}).get("stages", {}).get(group, {})
+    entry = definition.get("do", definition) if key else definition
+    keys = []
+    for item in entry.get("params", []):
+        names = list(item.values())[0] if isinstance(item, dict) else [item]  # `- other.yaml: [a, b]` form
+        keys += [str(name).replace("${key}", key) for name in names]
+    return keys
+
+
+def check_params_unchanged(used: Any, path: Path = PARAMS_FILE) -> None:
+    """Refuse to publish a DVC stage's outputs if a params key it depends on changed since the stage read it.
+
+    DVC records the params it finds in params.yaml when the stage ends, so outputs made from
+    the old values would be recorded, and cached, under the new ones. Outside DVC (no
+    `DVC_STAGE`) there is no record to protect and nothing is checked.
+
+    Raises:
+        ParamsChangedError: naming the first changed key with its old and new value.
+    """
+    stage = os.environ.get("DVC_STAGE")
+    if not stage:
+        return
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ParamsError(f"cannot read {path}: {error.strerror}") from None
-    return parse_params(text)
+        now = parse_yaml(_read_text(path), path)
+    except ParamsError as error:
+        raise ParamsChangedError(f"{path} changed while {stage} ran and no longer reads: {error}; run again") from None
+    for key in stage_params_keys(stage):
+        change = _first_change(key, _value_at(used, key), _value_at(now, key))
+        if change:
+            raise ParamsChangedError(f"{path} changed while {stage} ran: {change}; run again")
+
+
+def _first_change(key: str, before: Any, after: Any) -> str | None:
+    """`key old → new` for the first leaf that differs (a section is searched key by key), None if none does."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        for name in [*before, *(name for name in after if name not in before)]:
+            change = _first_change(f"{key}.{name}", before.get(name, "(missing)"), after.get(name, "(missing)"))
+            if change:
+                return change
+        return None
+    return None if before == after else f"{key} {before!r} → {after!r}"

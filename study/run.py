@@ -29,7 +29,7 @@ from pathlib import Path
 
 from imdb_regularization import cli
 from imdb_regularization.dvc_commands import run_dvc
-from imdb_regularization.params import RegularizerSpec, load_params, local_path
+from imdb_regularization.params import MAX_SEED, RegularizerSpec, load_params, local_path
 
 log = logging.getLogger("study.run")
 
@@ -38,6 +38,9 @@ BASELINE = "none"  # the basic model's regularizer; it has no rate to vary
 STUDIED = ("l1", "l2")
 DEFAULT_RATES = "1e-5,1e-4,1e-3,1e-2,1e-1"
 DATA_URL = "data.url="
+# Each point is a DVC experiment (a git ref and a queue entry); beyond this many, the bookkeeping
+# alone would take hours, which is a sign of a mistyped grid.
+MAX_POINTS = 2_000
 
 
 class StudyError(cli.StageError):
@@ -78,6 +81,12 @@ def grid_points(rates: tuple[float, ...], seeds: int, first_seed: int) -> list[P
     """Every point of the study, seed by seed, so a study cut short still has whole curves for its first seeds."""
     if seeds < 1:
         raise StudyError(f"--seeds must be at least 1, got {seeds}")
+    size = seeds * (1 + len(STUDIED) * len(rates))
+    if size > MAX_POINTS or first_seed + seeds - 1 > MAX_SEED:
+        raise StudyError(
+            f"--rates and --seeds ask for {size:,} experiments with seeds up to {first_seed + seeds - 1:,}: "
+            f"at most {MAX_POINTS:,} experiments and seeds up to {MAX_SEED:,}"
+        )
     points = []
     for seed in range(first_seed, first_seed + seeds):
         points.append(Point(regularizer=BASELINE, rate=0.0, seed=seed))

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from ruamel.yaml import YAML
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = [
@@ -34,16 +35,21 @@ def _not_copied(directory: str, names: list[str]) -> set[str]:
 
 
 def set_params(repo: Path, values: Mapping[str, Any]) -> None:
-    """Set dotted keys of `repo`'s params.yaml, e.g. {"models.l1.rate": 0.002}; a new key is added."""
+    """Set dotted keys of `repo`'s params.yaml, e.g. {"models.l1.rate": 0.002}; a new key is added.
+
+    ruamel.yaml's round trip keeps the file's comments and layout, and writes YAML as DVC reads it.
+    """
     path = repo / "params.yaml"
-    params = yaml.safe_load(path.read_text(encoding="utf-8"))
+    document = YAML()
+    params = document.load(path.read_text(encoding="utf-8"))
     for dotted, value in values.items():
         *parents, key = dotted.split(".")
         section = params
         for parent in parents:
             section = section[parent]
         section[key] = value
-    path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    with path.open("w", encoding="utf-8") as file:
+        document.dump(params, file)
 
 
 def copy_files(destination: Path) -> None:

@@ -8,15 +8,18 @@ and every output must equal A's byte for byte.
 """
 
 import hashlib
+import json
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
+import yaml
 from moto.server import ThreadedMotoServer
 
-from tests.support.project import ALL_STAGES, copy_tiny_pipeline, run_dvc, run_in, stages_run
+from tests.support.project import ALL_STAGES, copy_tiny_pipeline, dvc_result, run_dvc, run_in, stages_run
 
 TRAIN_STAGES = {"train@basic", "train@l1", "train@l2"}
 BUCKET = "team-bucket"
@@ -143,3 +146,57 @@ def test_without_a_committed_lock_repro_pull_restores_the_trainings_from_the_run
     assert stages_run(output) == ALL_STAGES - {"fetch", "encode"} - TRAIN_STAGES
     assert "stages.train" not in output
     _assert_same_results(clone, repo_a)
+
+
+def _object_path(repo: Path, output: str, file_name: str) -> str:
+    """Where the content of `<output>/<file_name>` lies in a DVC remote or cache: `files/md5/<2>/<30>`."""
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    directory_md5 = next(
+        out["md5"] for stage in lock["stages"].values() for out in stage.get("outs", []) if out["path"] == output
+    )
+    listing = (repo / ".dvc" / "cache" / "files" / "md5" / directory_md5[:2] / directory_md5[2:]).read_text()
+    md5 = next(entry["md5"] for entry in json.loads(listing) if entry["relpath"] == file_name)
+    return f"files/md5/{md5[:2]}/{md5[2:]}"
+
+
+def _corrupt(data: bytes) -> bytes:
+    """The same length, a few bytes in the middle changed."""
+    middle = len(data) // 2
+    return data[:middle] + bytes(byte ^ 0xFF for byte in data[middle : middle + 4]) + data[middle + 4 :]
+
+
+def test_a_corrupted_object_in_the_directory_remote_fails_pull_and_a_good_remote_repairs_it(repo_a, home):
+    corrupted = home / "corrupted-storage"
+    shutil.copytree(home / "dvc-storage" / "imdb-regularization", corrupted)
+    damaged = corrupted / _object_path(repo_a, "models/l1", "weights.npz")
+    damaged.chmod(0o644)
+    damaged.write_bytes(_corrupt(damaged.read_bytes()))
+    clone = _fresh_clone(repo_a, "clone-corrupted-directory")
+    run_dvc(clone, "remote", "modify", "--local", "storage", "url", str(corrupted))
+
+    result = dvc_result(clone, "pull")
+    assert result.returncode != 0
+    assert "models/l1" in result.stdout + result.stderr
+    assert not (clone / "models" / "l1").exists()
+    assert not any((clone / ".dvc" / "cache").rglob(damaged.name))
+
+    run_dvc(clone, "remote", "modify", "--local", "--unset", "storage", "url")
+    run_dvc(clone, "pull")
+    _assert_same_results(clone, repo_a)
+
+
+def test_a_corrupted_object_in_the_s3_remote_fails_pull(repo_a, s3_endpoint):
+    s3 = boto3.resource("s3", endpoint_url=s3_endpoint)
+    s3.create_bucket(Bucket="corrupted-bucket")
+    damaged_key = "imdb-regularization/" + _object_path(repo_a, "models/l2", "weights.npz")
+    for item in s3.Bucket(BUCKET).objects.filter(Prefix="imdb-regularization/"):
+        body = item.get()["Body"].read()
+        s3.Object("corrupted-bucket", item.key).put(Body=_corrupt(body) if item.key == damaged_key else body)
+    clone = _fresh_clone(repo_a, "clone-corrupted-s3")
+    _point_team_remote_at(clone, s3_endpoint)
+    run_dvc(clone, "remote", "modify", "--local", "team", "url", "s3://corrupted-bucket/imdb-regularization")
+
+    result = dvc_result(clone, "pull", "--remote", "team")
+    assert result.returncode != 0
+    assert "models/l2" in result.stdout + result.stderr
+    assert not (clone / "models" / "l2").exists()

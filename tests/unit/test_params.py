@@ -52,26 +52,41 @@ BAD_PARAMS = {
     "unknown key (typo)": (_replace("  epochs: 20", "  epoch: 20"), "unknown key train.epoch"),
     "string batch size": (
         _replace("batch_size: 500", 'batch_size: "500"'),
-        "train.batch_size must be an integer >= 1, got '500'",
+        "train.batch_size must be an integer from 1 to 25,000, got '500'",
     ),
-    "fractional epochs": (_replace("epochs: 20", "epochs: 2.5"), "train.epochs must be an integer >= 1, got 2.5"),
-    "zero epochs": (_replace("epochs: 20", "epochs: 0"), "train.epochs must be an integer >= 1, got 0"),
+    "fractional epochs": (
+        _replace("epochs: 20", "epochs: 2.5"),
+        "train.epochs must be an integer from 1 to 1,000, got 2.5",
+    ),
+    "zero epochs": (_replace("epochs: 20", "epochs: 0"), "train.epochs must be an integer from 1 to 1,000, got 0"),
     "zero steps per execution": (
         _replace("steps_per_execution: 50", "steps_per_execution: 0"),
-        "train.steps_per_execution must be an integer >= 1, got 0",
+        "train.steps_per_execution must be an integer from 1 to 1,000, got 0",
     ),
     "zero batch size": (
         _replace("batch_size: 500", "batch_size: 0"),
-        "train.batch_size must be an integer >= 1, got 0",
+        "train.batch_size must be an integer from 1 to 25,000, got 0",
     ),
-    "boolean epochs": (_replace("epochs: 20", "epochs: true"), "train.epochs must be an integer >= 1, got True"),
+    "boolean epochs": (
+        _replace("epochs: 20", "epochs: true"),
+        "train.epochs must be an integer from 1 to 1,000, got True",
+    ),
     "num_words in the reserved range": (
         _replace("num_words: 100", "num_words: 3"),
-        "data.num_words must be an integer >= 5, got 3",
+        "data.num_words must be an integer from 5 to 100,000, got 3",
     ),
-    "negative rate": (_replace("rate: 0.001}", "rate: -0.1}"), "models.l1.rate must be a finite number >= 0, got -0.1"),
-    "infinite rate": (_replace("rate: 0.001}", "rate: .inf}"), "models.l1.rate must be a finite number >= 0, got inf"),
-    "nan rate": (_replace("rate: 0.001}", "rate: .nan}"), "models.l1.rate must be a finite number >= 0, got nan"),
+    "negative rate": (
+        _replace("rate: 0.001}", "rate: -0.1}"),
+        "models.l1.rate must be a finite number >= 0 and <= 10, got -0.1",
+    ),
+    "infinite rate": (
+        _replace("rate: 0.001}", "rate: .inf}"),
+        "models.l1.rate must be a finite number >= 0 and <= 10, got inf",
+    ),
+    "nan rate": (
+        _replace("rate: 0.001}", "rate: .nan}"),
+        "models.l1.rate must be a finite number >= 0 and <= 10, got nan",
+    ),
     "zero learning rate": (
         _replace("learning_rate: 0.001", "learning_rate: 0"),
         "train.learning_rate must be a finite number > 0, got 0",
@@ -82,11 +97,11 @@ BAD_PARAMS = {
             "  l2: {regularizer: l2, rate: 0.001}",
             "models: {}",
         ),
-        "models must be a non-empty mapping of model names, got {}",
+        "models must be a mapping of 1 to 100 model names, got {}",
     ),
     "model name that is no stage name": (
         _replace("  l2: {", "  l2 strong: {"),
-        "models must be keyed by names of letters, digits, _ and -, got 'l2 strong'",
+        "models must be keyed by names of up to 64 letters, digits, _ and -, got 'l2 strong'",
     ),
     "unknown regularizer": (
         _replace("regularizer: l2,", "regularizer: l3,"),
@@ -102,11 +117,11 @@ BAD_PARAMS = {
     ),
     "validation neither test nor a fraction": (
         _replace("validation: test", "validation: 1.5"),
-        "train.validation must be 'test' or a fraction between 0 and 1, got 1.5",
+        "train.validation must be 'test' or a fraction that holds out 1 to 24,999 rows, got 1.5",
     ),
     "empty hidden units": (
         _replace("hidden_units: [128, 128]", "hidden_units: []"),
-        "train.hidden_units must be a non-empty list of integers >= 1, got []",
+        "train.hidden_units must be a list of 1 to 10 integers, got []",
     ),
     "data.url that does not exist": (
         _replace("url: null", "url: /no/such/archive.tar.gz"),
@@ -185,7 +200,7 @@ def test_a_stage_with_bad_params_exits_before_importing_tensorflow_and_touches_n
         check=False,
     )
     assert result.returncode == 1
-    assert "params.yaml: models.l1.rate must be a finite number >= 0, got -0.1" in result.stderr
+    assert "params.yaml: models.l1.rate must be a finite number >= 0 and <= 10, got -0.1" in result.stderr
     assert "Traceback" not in result.stderr
     assert HEAVY_IMPORT.search(result.stderr) is None
     assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
@@ -196,3 +211,148 @@ def test_a_percent_encoded_file_url_names_an_existing_file(tmp_path):
     archive.write_bytes(b"")
     params = parse_params(DEFAULT_TEXT.replace("url: null", f"url: {archive.as_uri()}"))
     assert params.data.url == archive.as_uri()
+
+
+# Scalars that YAML 1.1 (PyYAML's default) and YAML 1.2 (DVC's ruamel.yaml) read differently, and a few
+# they agree on. Each goes where an integer belongs (train.epochs) and where a number belongs
+# (models.l1.rate): the loader must hold exactly what DVC's own parser reads, or refuse it by name.
+SCALARS = [
+    "017",  # 1.1: octal 15; 1.2: 17
+    "0o17",  # 1.2 octal: 15; 1.1: a string
+    "09",  # 1.1: a string (not octal); 1.2: 9
+    "1:30",  # 1.1: sexagesimal 90; 1.2: a string
+    "yes",
+    "no",
+    "on",
+    "off",  # 1.1: booleans; 1.2: strings
+    "1e-4",
+    "1e3",  # exponent floats without a dot: 1.1 strings, 1.2 floats
+    "0x1F",
+    "0b11",
+    "+1",
+    ".5",
+    "1_000",
+    "1.0e+3",
+    "True",
+    "~",
+]
+
+
+def _dvc_reads(text: str):
+    from dvc.utils.serialize import parse_yaml
+
+    return parse_yaml(text, "params.yaml")
+
+
+@pytest.mark.parametrize("scalar", SCALARS)
+@pytest.mark.parametrize(("key", "old"), [("train.epochs", "epochs: 20"), ("models.l1.rate", "rate: 0.001}")])
+def test_the_loader_holds_what_dvc_reads_or_refuses_it_by_name(key, old, scalar):
+    text = _replace(old, old.replace(old.split(": ")[1].rstrip("}"), scalar))
+    *section, name = key.split(".")
+    try:
+        dvc_value = _dvc_reads(text)
+    except Exception:  # DVC refuses the file (`1:30` inside a flow mapping is a syntax error): so does the loader.
+        with pytest.raises(ParamsError, match="is not valid YAML"):
+            parse_params(text)
+        return
+    for part in [*section, name]:
+        dvc_value = dvc_value[part]
+    try:
+        params = parse_params(text)
+    except ParamsError as error:
+        assert f"{key} must be" in str(error) and str(error).endswith(f"got {dvc_value!r}")
+        return
+    loaded = params.train.epochs if key == "train.epochs" else params.models["l1"].rate
+    assert loaded == dvc_value and not isinstance(dvc_value, (str, bool))
+
+
+def test_the_table_holds_scalars_that_yaml_1_1_reads_otherwise():
+    import yaml
+
+    differ = [scalar for scalar in SCALARS if yaml.safe_load(f"a: {scalar}") != _dvc_reads(f"a: {scalar}")]
+    assert len(differ) >= 10
+
+
+def test_a_duplicate_key_is_refused_as_dvc_refuses_it():
+    text = _replace("  epochs: 20\n", "  epochs: 20\n  epochs: 3\n")
+    with pytest.raises(ParamsError, match=r"params.yaml is not valid YAML \(as DVC reads it\): .*duplicate key"):
+        parse_params(text)
+    with pytest.raises(Exception, match="corrupted"):
+        _dvc_reads(text)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (DEFAULT_TEXT.encode("utf-16"), "params.yaml is not UTF-8 text (byte 0 is 0xff)"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "params.yaml is not UTF-8 text (byte 0 is 0x89)"),
+    ],
+    ids=["utf-16", "binary"],
+)
+def test_a_params_file_that_is_not_utf8_is_one_line_naming_it(tmp_path, content, message):
+    (tmp_path / "params.yaml").write_bytes(content)
+    with pytest.raises(ParamsError) as caught:
+        load_params(tmp_path / "params.yaml")
+    assert str(caught.value) == str(tmp_path / message)
+
+
+SIZES = {
+    "num_words beyond any vocabulary": (
+        _replace("num_words: 100", "num_words: 10000000"),
+        "data.num_words must be at most 100,000 (more than either source's vocabulary; the encoded arrays of "
+        "50,000 reviews would take 500 GB), got 10000000",
+    ),
+    "a hidden layer too wide": (
+        _replace("hidden_units: [128, 128]", "hidden_units: [128, 1000000]"),
+        "train.hidden_units[] must be an integer from 1 to 4,096, got 1000000",
+    ),
+    "too many hidden layers": (
+        _replace("hidden_units: [128, 128]", f"hidden_units: {[8] * 11}"),
+        "train.hidden_units must be a list of 1 to 10 integers",
+    ),
+    "a first layer too large for its width": (
+        _replace("num_words: 100", "num_words: 30000").replace("hidden_units: [128, 128]", "hidden_units: [4096, 8]"),
+        "data.num_words x train.hidden_units[0] = 30,000 x 4,096 = 122,880,000 first-layer weights (2.0 GB to train)",
+    ),
+    "a batch larger than a split": (
+        _replace("batch_size: 500", "batch_size: 1000000000"),
+        "train.batch_size must be an integer from 1 to 25,000, got 1000000000",
+    ),
+    "a seed beyond 32 bits": (
+        _replace("seed: 42", "seed: 4294967296"),
+        "train.seed must be an integer from 0 to 4,294,967,295, got 4294967296",
+    ),
+    "a negative seed": (_replace("seed: 42", "seed: -1"), "train.seed must be an integer from 0 to 4,294,967,295"),
+    "too many epochs": (
+        _replace("epochs: 20", "epochs: 1000000000"),
+        "train.epochs must be an integer from 1 to 1,000, got 1000000000",
+    ),
+    "a rate that only overflows": (
+        _replace("rate: 0.001}", "rate: 1e300}"),
+        "models.l1.rate must be a finite number >= 0 and <= 10, got 1e+300",
+    ),
+    "a validation fraction that holds out no row": (
+        _replace("validation: test", "validation: 0.00001"),
+        "train.validation must be 'test' or a fraction that holds out 1 to 24,999 rows, got 1e-05",
+    ),
+    "a validation fraction that leaves no training row": (
+        _replace("validation: test", "validation: 0.99999"),
+        "train.validation must be 'test' or a fraction that holds out 1 to 24,999 rows, got 0.99999",
+    ),
+    "a zero threshold above every weight": (
+        _replace("zero_threshold: 0.001", "zero_threshold: 1000.0"),
+        "evaluate.zero_threshold must be a finite number > 0 and <= 1, got 1000.0",
+    ),
+    "a model name too long for a stage name": (
+        _replace("  l2: {", f"  {'m' * 65}: {{"),
+        "models must be keyed by names of up to 64 letters",
+    ),
+}
+
+
+@pytest.mark.parametrize(("text", "message"), SIZES.values(), ids=SIZES.keys())
+def test_every_size_has_a_bound_named_in_one_line(text, message):
+    with pytest.raises(ParamsError) as caught:
+        parse_params(text)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)

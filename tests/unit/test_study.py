@@ -53,6 +53,17 @@ def test_grid_has_every_regularizer_at_every_rate_and_the_basic_model_once_per_s
         grid_points(RATES, seeds=0, first_seed=42)
 
 
+def test_a_grid_too_large_to_run_is_refused_before_anything_is_queued():
+    with pytest.raises(StudyError) as caught:
+        grid_points(RATES, seeds=1_000_000, first_seed=42)
+    assert str(caught.value) == (
+        "--rates and --seeds ask for 5,000,000 experiments with seeds up to 1,000,041: "
+        "at most 2,000 experiments and seeds up to 4,294,967,295"
+    )
+    with pytest.raises(StudyError, match="seeds up to 4,294,967,296"):
+        grid_points(RATES, seeds=2, first_seed=2**32 - 1)
+
+
 def test_experiment_names_say_model_rate_and_seed():
     assert Point("l1", 1e-4, 42).name == "study-l1-0.0001-s42"
     assert Point("l2", 1e-5, 7).name == "study-l2-1e-05-s7"
