@@ -2,7 +2,10 @@
 
 Params: `evaluate.zero_threshold`.
 Reads: `<data>/y_test.npy` and, from `<models-dir>/<model>/`, the test predictions, history and
-weights that `train` wrote (`imdb_regularization.model.files`), so no TensorFlow here.
+weights that `train` wrote (`imdb_regularization.model.files`), so no TensorFlow here. Each is
+checked before use; `data.num_words` and `train.hidden_units` give the shapes the weights must
+have. They only check what the models, which depend on them, already hold, and change no metric,
+so they are not params of this stage.
 Writes: `<metrics-dir>/<model>.json`, the metrics `dvc metrics show` lists
 (`imdb_regularization.evaluation.metrics`).
 """
@@ -14,7 +17,7 @@ from pathlib import Path
 from imdb_regularization import cli
 from imdb_regularization.atomic import write_json
 from imdb_regularization.evaluation.metrics import evaluate_model
-from imdb_regularization.model import encoded_arrays, files
+from imdb_regularization.model import files
 from imdb_regularization.params import load_params
 
 log = logging.getLogger("stages.evaluate")
@@ -31,11 +34,16 @@ def main() -> None:
     params = load_params()
     name = cli.resolve_model(args.model, params.models)
     model_dir, out = args.models_dir / name, args.metrics_dir / f"{name}.json"
+    # Every file is read and checked before anything is computed: a damaged one fails the stage with
+    # one line naming it, and no metrics are written.
+    y_true = files.read_test_labels(args.data / "y_test.npy")
     metrics = evaluate_model(
-        y_true=encoded_arrays.read_array(args.data, "y_test"),
-        y_prob=files.read_test_predictions(model_dir),
+        y_true=y_true,
+        y_prob=files.read_test_predictions(model_dir, rows=len(y_true)),
         history=files.read_history(model_dir),
-        hidden_kernels=files.read_hidden_kernels(model_dir),
+        hidden_kernels=files.read_hidden_kernels(
+            model_dir, num_words=params.data.num_words, hidden_units=params.train.hidden_units
+        ),
         zero_threshold=params.evaluate.zero_threshold,
     )
     write_json(out, metrics)

@@ -2,7 +2,8 @@
 
 Params: `models` (which models to compare).
 Reads: `<models-dir>/<model>/` (history and weights, `imdb_regularization.model.files`) and
-`<metrics-dir>/<model>.json`.
+`<metrics-dir>/<model>.json`, each checked before use (as in `evaluate`, `data.num_words` and
+`train.hidden_units` give the weights' shapes without being params of this stage).
 Writes to `<out>/`: `curves.csv`, `weights.csv` and `test.csv` for the top-level `plots:` of
 dvc.yaml, the same five figures as PNGs, and `report.md` (`imdb_regularization.evaluation.report`).
 """
@@ -29,9 +30,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="directory for plot data, figures and report")
     args = parser.parse_args()
 
-    names = list(load_params().models)
+    params = load_params()
+    names = list(params.models)
+    # Everything is read and checked before the first output is written: a damaged file fails the
+    # stage with one line naming it, and none of its outputs are written.
     histories = {name: files.read_history(args.models_dir / name) for name in names}
-    weights = {name: files.read_hidden_weights(args.models_dir / name) for name in names}
+    weights = {
+        name: files.read_hidden_weights(
+            args.models_dir / name, num_words=params.data.num_words, hidden_units=params.train.hidden_units
+        )
+        for name in names
+    }
     metrics = read_metrics(args.metrics_dir, names)
 
     curves, histogram = report.curve_rows(histories), report.weight_histogram_rows(weights)

@@ -5,15 +5,36 @@ out and how far it rises after; and, for each regularized (hidden) layer, the st
 the notebook's claims (L1 zeroes weights, L2 shrinks them).
 """
 
-import json
+import math
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from imdb_regularization.model.files import ModelFilesError, excerpt, read_json_object
+
 # Keras clips probabilities to [EPSILON, 1 - EPSILON] before taking logs; so do we.
 EPSILON = 1e-7
 DIGITS = 4
+# What `evaluate_model` writes, with the range each value can take: (lowest, highest, type).
+# Losses are never negative, scores are fractions, and the validation loss can only rise after its minimum.
+METRIC_BOUNDS: dict[str, tuple[float, float, type]] = {
+    "test_bce": (0.0, math.inf, float),
+    "test_accuracy": (0.0, 1.0, float),
+    "test_auc": (0.0, 1.0, float),
+    "best_val_bce": (0.0, math.inf, float),
+    "best_epoch": (1, math.inf, int),
+    "last_val_bce": (0.0, math.inf, float),
+    "overfit_gap": (0.0, math.inf, float),
+    "generalization_gap": (-math.inf, math.inf, float),
+}
+HIDDEN_LAYER = re.compile(r"hidden_[1-9][0-9]*")
+WEIGHT_STATISTIC_BOUNDS: dict[str, tuple[float, float, type]] = {
+    "zero_fraction": (0.0, 1.0, float),
+    "mean_abs": (0.0, math.inf, float),
+    "l2_norm": (0.0, math.inf, float),
+}
 
 
 def binary_cross_entropy(y_true: np.ndarray, y_prob: np.ndarray) -> float:
@@ -99,5 +120,76 @@ def _rounded(value: Any) -> Any:
 
 
 def read_metrics(metrics_dir: Path, names: list[str]) -> dict[str, dict]:
-    """The metrics `evaluate@<model>` wrote to `<metrics_dir>/<model>.json`, by model name."""
-    return {name: json.loads((metrics_dir / f"{name}.json").read_text(encoding="utf-8")) for name in names}
+    """The metrics `evaluate@<model>` wrote to `<metrics_dir>/<model>.json`, by model name.
+
+    Raises:
+        ModelFilesError: a file is missing or malformed (see `check_metrics`), or the models'
+            files name different hidden layers.
+    """
+    metrics = {
+        name: check_metrics(read_json_object(metrics_dir / f"{name}.json"), metrics_dir / f"{name}.json")
+        for name in names
+    }
+    if metrics:
+        first, layers = names[0], list(metrics[names[0]]["weights"])
+        for name in names[1:]:
+            if list(metrics[name]["weights"]) != layers:
+                raise ModelFilesError(
+                    f"{metrics_dir / f'{name}.json'} has weights of {', '.join(metrics[name]['weights'])}; "
+                    f"{metrics_dir / f'{first}.json'} of {', '.join(layers)}"
+                )
+    return metrics
+
+
+def check_metrics(metrics: dict[str, Any], path: Path) -> dict[str, Any]:
+    """`metrics` reduced to what `evaluate_model` writes, once every value is checked against its bounds.
+
+    Args:
+        metrics: the JSON object read from a metrics file.
+        path: that file, for error messages.
+
+    Returns:
+        The keys of `METRIC_BOUNDS`, and `weights`: each hidden layer's `WEIGHT_STATISTIC_BOUNDS`.
+
+    Raises:
+        ModelFilesError: naming the first missing key or bad value.
+    """
+    checked = {key: _checked_number(metrics, key, bounds, path) for key, bounds in METRIC_BOUNDS.items()}
+    layers = metrics.get("weights")
+    if not isinstance(layers, dict) or not layers:
+        raise ModelFilesError(f"{path}: weights must map each hidden layer to its statistics, got {excerpt(layers)}")
+    checked["weights"] = {}
+    for layer, statistics in layers.items():
+        if not HIDDEN_LAYER.fullmatch(layer):
+            raise ModelFilesError(
+                f"{path}: weights has a layer named {excerpt(layer)}; the layers are hidden_1, hidden_2, ..."
+            )
+        if not isinstance(statistics, dict):
+            raise ModelFilesError(f"{path}: weights.{layer} must map statistics to values, got {excerpt(statistics)}")
+        checked["weights"][layer] = {
+            key: _checked_number(statistics, key, bounds, path, f"weights.{layer}.")
+            for key, bounds in WEIGHT_STATISTIC_BOUNDS.items()
+        }
+    return checked
+
+
+def _checked_number(
+    values: dict[str, Any], key: str, bounds: tuple[float, float, type], path: Path, prefix: str = ""
+) -> Any:
+    low, high, kind = bounds
+    if key not in values:
+        raise ModelFilesError(f"{path} lacks {prefix}{key}")
+    value = values[key]
+    number_types = (int,) if kind is int else (int, float)
+    if isinstance(value, bool) or not isinstance(value, number_types) or not _finite_between(value, low, high):
+        expected = "an integer" if kind is int else "a finite number"
+        raise ModelFilesError(f"{path}: {prefix}{key} is {excerpt(value)}; expected {expected} in [{low:g}, {high:g}]")
+    return value
+
+
+def _finite_between(value: float, low: float, high: float) -> bool:
+    try:
+        number = float(value)
+    except OverflowError:
+        return False
+    return math.isfinite(number) and low <= number <= high

@@ -3,10 +3,12 @@
 import numpy as np
 import pytest
 
+from imdb_regularization.atomic import write_json
 from imdb_regularization.evaluation.metrics import (
     binary_cross_entropy,
     curve_metrics,
     evaluate_model,
+    read_metrics,
     roc_auc,
     weight_statistics,
 )
@@ -49,3 +51,17 @@ def test_evaluate_model_rounds_and_nests_weights():
     assert metrics["test_auc"] == 0.75
     assert metrics["weights"] == {"hidden_1": {"zero_fraction": 0.0, "mean_abs": 1.0, "l2_norm": 2.0}}
     assert metrics["test_bce"] == round(metrics["test_bce"], 4)
+
+
+def test_read_metrics_returns_exactly_what_evaluate_model_wrote(tmp_path):
+    # The checks of read_metrics keep only the keys they know: a metric added to evaluate_model
+    # without a bound would silently disappear from the report.
+    metrics = evaluate_model(
+        y_true=np.array([0, 1, 1, 0], dtype=np.uint8),
+        y_prob=np.array([0.2, 0.9, 0.6, 0.7], dtype=np.float32),
+        history={"bce": [0.5, 0.4], "val_bce": [0.6, 0.7]},
+        hidden_kernels={"hidden_1": np.ones((2, 2)), "hidden_2": np.zeros((2, 1))},
+        zero_threshold=0.001,
+    )
+    write_json(tmp_path / "basic.json", metrics)
+    assert read_metrics(tmp_path, ["basic"]) == {"basic": metrics}
