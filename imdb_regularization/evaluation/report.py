@@ -46,8 +46,7 @@ def curve_rows(histories: dict[str, dict[str, list[float]]]) -> list[dict]:
 def weight_histogram_rows(weights: dict[str, np.ndarray], bins: int = HISTOGRAM_BINS) -> list[dict]:
     """The fraction of each model's hidden-layer weights per bin, on bins shared by all models."""
     largest = max(float(np.abs(values).max()) for values in weights.values())
-    # Weights that are all exactly zero still need bins of some width: NumPy refuses equal edges.
-    edges = np.linspace(-largest, largest, bins + 1) if largest > 0 else np.linspace(-1.0, 1.0, bins + 1)
+    edges = np.linspace(-largest, largest, bins + 1)
     centres = (edges[:-1] + edges[1:]) / 2
     rows = []
     for name, values in weights.items():
