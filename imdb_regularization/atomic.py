@@ -8,6 +8,9 @@ temporaries whose process is gone.
 Just before a rename publishes an output, the checks registered with `register_publish_check`
 run; one that raises keeps the output unpublished (`params.load_params` registers one that
 refuses outputs made from params that have changed since).
+
+A write that fails for lack of space (a full disk, a quota, the process's file size limit) is a
+`NoSpaceError`: one line naming the output, its temporary deleted and the old output left alone.
 """
 
 import csv
@@ -22,7 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from imdb_regularization.cli import NO_SPACE_ERRORS, StageError
+
 _publish_checks: list[Callable[[], None]] = []
+# NumPy's `tofile` (which `np.save` uses for a real file) reports a short write without an errno.
+_SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
 
 
 def register_publish_check(check: Callable[[], None]) -> None:
@@ -33,6 +40,42 @@ def register_publish_check(check: Callable[[], None]) -> None:
 def _check_before_publishing() -> None:
     for check in _publish_checks:
         check()
+
+
+class NoSpaceError(StageError):
+    """An output could not be written for lack of space; nothing of it was published."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"cannot write {path}: {reason}; nothing was written, free some space and run again")
+        self.path = path
+        self.reason = reason
+
+
+def _written_path(output: Path, temporary: Path, failed: Path) -> Path:
+    """What to name for a failed write: `failed` inside `temporary` becomes the same file inside `output`."""
+    try:
+        return output / failed.relative_to(temporary)
+    except ValueError:
+        return failed
+
+
+@contextmanager
+def _reporting_no_space(output: Path, temporary: Path) -> Iterator[None]:
+    """Turn a write that failed for lack of space into a `NoSpaceError` naming the output, not its temporary."""
+    try:
+        yield
+    except NoSpaceError as error:
+        # From a nested atomic write into this temporary directory.
+        raise NoSpaceError(_written_path(output, temporary, error.path), error.reason) from error.__cause__
+    except OSError as error:
+        if error.errno in NO_SPACE_ERRORS:
+            reason = error.strerror or os.strerror(error.errno)
+        elif error.errno is None and _SHORT_WRITE.fullmatch(str(error)):
+            reason = f"the disk is full or a file size limit was reached ({error})"
+        else:
+            raise
+        failed = Path(os.fsdecode(error.filename)) if error.filename else temporary
+        raise NoSpaceError(_written_path(output, temporary, failed), reason) from error
 
 
 def _temporary_name(path: Path) -> Path:
@@ -72,15 +115,16 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
     The temporary name keeps the suffix, so writers that check it (Keras' `.keras`) accept it.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(path)
     temporary = _temporary_name(path)
-    try:
-        yield temporary
-        _check_before_publishing()
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with _reporting_no_space(path, temporary):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(path)
+        try:
+            yield temporary
+            _check_before_publishing()
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -90,21 +134,22 @@ def atomic_directory(path: Path) -> Iterator[Path]:
     Readers see the old directory, none, or the complete new one: never some files of a new
     output beside others missing or left from an old one.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(path)
     temporary = _temporary_name(path)
-    temporary.mkdir()
-    try:
-        yield temporary
-        _check_before_publishing()
-        # A directory cannot be renamed onto a non-empty one. DVC deletes a stage's outputs
-        # before running it, so this only matters when a stage is run by hand.
-        if path.exists():
-            _remove(path)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            _remove(temporary)
+    with _reporting_no_space(path, temporary):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(path)
+        temporary.mkdir()
+        try:
+            yield temporary
+            _check_before_publishing()
+            # A directory cannot be renamed onto a non-empty one. DVC deletes a stage's outputs
+            # before running it, so this only matters when a stage is run by hand.
+            if path.exists():
+                _remove(path)
+            os.replace(temporary, path)
+        finally:
+            if temporary.exists():
+                _remove(temporary)
 
 
 def write_text(path: Path, text: str) -> None:

@@ -1,20 +1,44 @@
-"""What every stage's `__main__` shares: logging to the stage log, clean failures, worker processes."""
+"""What every command's `__main__` shares: logging, clean failures and stops, worker processes.
+
+Every command of the project (the stages, the parallel runner, the study, the benchmark,
+`tools.publish_results`) ends through `run`: a user-fixable `StageError` is one line; any other
+exception is one line naming the command and the file holding its full traceback; SIGINT and
+SIGTERM delete unfinished outputs and end the command with the shell's code for the signal.
+"""
 
 import atexit
+import ctypes
+import errno
 import logging
 import multiprocessing
 import multiprocessing.connection
 import os
 import signal
 import sys
+import tempfile
 import threading
+import time
+import traceback
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
-from types import FrameType
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from types import FrameType, TracebackType
 from typing import NoReturn
 
 # Ctrl-C, and what `kill`, DVC's parent shell or a CI runner sends to stop a job.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# Write errors that mean the disk (or the user's quota, or the process's file size limit) is full.
+NO_SPACE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+# Where a command run inside a DVC repository keeps the tracebacks of its unexpected errors;
+# elsewhere they go to the system's temporary directory.
+TRACEBACK_DIR = Path(".dvc") / "tmp" / "tracebacks"
+MESSAGE_LIMIT = 300
+# Set by DVC for every stage command it runs: the process is a stage, and its parent is DVC.
+DVC_STAGE_VARIABLE = "DVC_STAGE"
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+# The process that started this one, read as early as possible: a change later means it died.
+_PARENT_AT_START = os.getppid()
 
 
 class StageError(Exception):
@@ -29,7 +53,13 @@ class Interrupted(BaseException):
         self.signal_number = signal_number
 
 
+def _ignore_repeated_stop(_signal_number: int, _frame: FrameType | None) -> None:
+    """A second stop signal while the first one unwinds: ignored, so the clean-up in `finally` blocks completes."""
+
+
 def _raise_interrupted(signal_number: int, _frame: FrameType | None) -> None:
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, _ignore_repeated_stop)
     raise Interrupted(signal_number)
 
 
@@ -50,9 +80,28 @@ def _start_worker() -> None:
         threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
 
 
+class _StagePool(ProcessPoolExecutor):
+    """A process pool that, left by an exception or a stop, ends its workers instead of finishing the queued work."""
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback_: TracebackType | None,
+    ) -> bool | None:
+        if exc_type is None:
+            return super().__exit__(exc_type, exc_value, traceback_)
+        # Only this process was stopped (its DVC died, see `_end_with_parent`), or a task failed:
+        # the remaining work is worthless, and waiting for it would keep the stage running.
+        for process in list((self._processes or {}).values()):
+            process.terminate()
+        self.shutdown(wait=True, cancel_futures=True)
+        return None
+
+
 def worker_pool(workers: int) -> ProcessPoolExecutor:
-    """Worker processes for a stage: they stop when the stage is stopped, and end when it dies."""
-    return ProcessPoolExecutor(max_workers=workers, initializer=_start_worker)
+    """Worker processes for a stage: they stop when the stage is stopped or fails, and end when it dies."""
+    return _StagePool(max_workers=workers, initializer=_start_worker)
 
 
 def resolve_model(given: str | None, known: Iterable[str]) -> str:
@@ -61,7 +110,7 @@ def resolve_model(given: str | None, known: Iterable[str]) -> str:
     dvc.yaml uses the second way, so no model name from params.yaml is ever pasted into a
     shell command (a key like `x;rm -rf ~` would otherwise run before any validation).
     """
-    name = given or os.environ.get("DVC_STAGE", "").rpartition("@")[2]
+    name = given or os.environ.get(DVC_STAGE_VARIABLE, "").rpartition("@")[2]
     if name not in known:
         raise StageError(f"params.yaml has no model {name!r} (it has {', '.join(known)}); pass --model")
     return name
@@ -75,35 +124,142 @@ def exit_without_teardown(code: int = 0) -> NoReturn:
     process pool's or a profiler's clean-up happens as usual.
     """
     logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            # A reader that went away (its DVC was killed) cannot be told anything more.
+            pass
     atexit._run_exitfuncs()
     os._exit(code)
 
 
-def run(main: Callable[[], None]) -> NoReturn:
-    """Run a stage's `main()`; every stage's `__main__` is `cli.run(main)`.
+def command_name() -> str:
+    """The name of the running command: its module for `python -m stages.train`, else its script's name."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and spec.name:
+        return str(spec.name)
+    return Path(sys.argv[0]).stem if sys.argv and sys.argv[0] not in ("", "-c") else "python"
 
-    A `StageError` ends the stage with its message and exit code 1. SIGINT and SIGTERM unwind the
-    stack like an exception, so temporary outputs are deleted (see `atomic`), and end the stage with
-    one log line and the shell's code 128 + signal. Success leaves through `exit_without_teardown`.
+
+def one_line(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """`text` as one line (its lines joined by ` / `), cut at `limit` characters."""
+    joined = " / ".join(line.strip() for line in text.splitlines() if line.strip())
+    return joined if len(joined) <= limit else joined[: limit - 3] + "..."
+
+
+def no_space_message(error: OSError, path: Path | str | None = None) -> str | None:
+    """One line for a write that failed for lack of space, naming the file; None for any other error."""
+    if error.errno not in NO_SPACE_ERRORS:
+        return None
+    target = path if path is not None else error.filename
+    reason = error.strerror or os.strerror(error.errno)
+    if target is None:
+        return f"a write failed: {reason}; free some space and run again"
+    return f"cannot write {os.fsdecode(target)}: {reason}; free some space and run again"
+
+
+def traceback_path(command: str, directory: Path | None = None) -> Path:
+    """Where `command`'s traceback goes: `.dvc/tmp/tracebacks/` in a DVC repository, else the temp directory."""
+    if directory is None:
+        directory = (
+            TRACEBACK_DIR
+            if TRACEBACK_DIR.parent.parent.is_dir()
+            else Path(tempfile.gettempdir()) / "imdb_regularization-tracebacks"
+        )
+    return directory / f"{command}-{os.getpid()}.log"
+
+
+def _save_traceback(error: BaseException, command: str) -> str:
+    """Write `error`'s traceback to its file; return where, or why it could not be written."""
+    path = traceback_path(command)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as log_file:
+            log_file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {command}: {' '.join(sys.argv)}\n")
+            log_file.write("".join(traceback.format_exception(error)))
+    except OSError as write_error:
+        return f"traceback not saved: {write_error.strerror or write_error}"
+    return f"traceback in {path}"
+
+
+def unexpected_error_message(error: BaseException, command: str) -> str:
+    """The one line that reports an exception the code did not expect; its traceback is saved to a file.
+
+    The line is logged under the command's name, so it does not repeat it.
     """
+    if isinstance(error, OSError) and (no_space := no_space_message(error)):
+        return no_space
+    where = _save_traceback(error, command)
+    if isinstance(error, MemoryError):
+        return f"out of memory ({where}); smaller params (data.num_words, train.batch_size) need less"
+    if isinstance(error, BrokenProcessPool):
+        return f"a worker process ended abruptly (killed, or out of memory?); run again ({where})"
+    detail = one_line(str(error))
+    return f"unexpected error: {type(error).__name__}{': ' + detail if detail else ''} ({where})"
+
+
+def _end_with_parent() -> None:
+    """Have the kernel send this process SIGTERM when its parent dies, if that parent is DVC running a stage.
+
+    A `dvc repro` killed outright (`kill -9`, an out-of-memory kill) cannot stop the stage it runs;
+    without this the stage trains on as an orphan, beside the one the next `dvc repro` starts.
+    Only under DVC: a command started by hand may outlive its shell on purpose (`nohup`).
+    """
+    if not sys.platform.startswith("linux") or DVC_STAGE_VARIABLE not in os.environ:
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+            return
+    except (OSError, AttributeError):
+        return
+    # The parent may have died between this process's start and the call above.
+    if os.getppid() != _PARENT_AT_START:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def run(main: Callable[[], None]) -> NoReturn:
+    """Run a command's `main()`; every stage's and tool's `__main__` is `cli.run(main)`.
+
+    A `StageError` ends the command with its message and exit code 1. SIGINT and SIGTERM unwind the
+    stack like an exception, so temporary outputs are deleted (see `atomic`), and end the command
+    with one log line and the shell's code 128 + signal. Any other exception is one line naming the
+    command and the file with its traceback, exit code 1. A stage run by DVC also gets SIGTERM when
+    DVC dies. Every ending leaves through `exit_without_teardown`.
+    """
+    command = command_name()
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
-    log = logging.getLogger("stages")
+    log = logging.getLogger(command)
     for signal_number in STOP_SIGNALS:
         signal.signal(signal_number, _raise_interrupted)
     try:
-        main()
+        try:
+            _end_with_parent()
+            main()
+        finally:
+            # The command is ending either way: a stop arriving now must not interrupt the report below.
+            for signal_number in STOP_SIGNALS:
+                signal.signal(signal_number, _ignore_repeated_stop)
     except StageError as error:
         log.error("%s", error)
-        sys.exit(1)
-    except Interrupted as interruption:
-        name = signal.Signals(interruption.signal_number).name
-        log.error("stopped by %s; outputs not yet complete were deleted", name)
-        sys.exit(128 + interruption.signal_number)
+        exit_without_teardown(1)
+    except (Interrupted, KeyboardInterrupt) as interruption:
+        number = interruption.signal_number if isinstance(interruption, Interrupted) else signal.SIGINT
+        log.error("stopped by %s; outputs not yet complete were deleted", signal.Signals(number).name)
+        exit_without_teardown(128 + number)
+    except SystemExit as exit_request:
+        # argparse's usage errors and `--help` have printed their message; `sys.exit(text)` prints its text.
+        if exit_request.code is None or isinstance(exit_request.code, int):
+            exit_without_teardown(exit_request.code or 0)
+        log.error("%s", exit_request.code)
+        exit_without_teardown(1)
+    except Exception as error:  # the last resort: one line instead of a traceback
+        log.error("%s", unexpected_error_message(error, command))
+        exit_without_teardown(1)
     exit_without_teardown(0)

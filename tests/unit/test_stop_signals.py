@@ -139,3 +139,87 @@ def test_the_workers_of_a_killed_stage_end_with_it():
     process.kill()  # only the stage's own process: nothing can run in it any more
     process.communicate(timeout=TIMEOUT_SECONDS)
     assert _has_ended(worker, TIMEOUT_SECONDS)
+
+
+# A launcher standing in for DVC: it starts HALF_WRITER with the given environment, prints the
+# child's pid, and waits. Killing it with SIGKILL is `kill -9` on a `dvc repro`.
+LAUNCHER = textwrap.dedent("""
+    import os, subprocess, sys
+    child = subprocess.Popen([sys.executable, "-c", sys.argv[1], sys.argv[2]])
+    print(child.pid, flush=True)
+    child.wait()
+""")
+
+
+def _start_launched_half_writer(target: Path, environment: dict[str, str]) -> tuple[subprocess.Popen, int]:
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, HALF_WRITER, str(target)],
+        env={**environment, "PYTHONPATH": str(PROJECT_ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    child = int(launcher.stdout.readline())
+    assert launcher.stdout.readline() == "writing\n", launcher.communicate()
+    return launcher, child
+
+
+def test_a_stage_whose_dvc_is_killed_stops_and_deletes_its_temporary(tmp_path):
+    target = tmp_path / "models" / "l1"
+    target.mkdir(parents=True)
+    (target / "history.json").write_text("the old, complete output")
+    launcher, child = _start_launched_half_writer(target, {**os.environ, "DVC_STAGE": "train@l1"})
+    launcher.kill()  # only DVC's own process, as `kill -9 <pid of dvc repro>` or the OOM killer does
+    launcher.wait(timeout=TIMEOUT_SECONDS)
+    assert _has_ended(child, 10), "the stage runs on as an orphan"
+    # The stage's stderr is the launcher's, still open here: it said why it ended.
+    assert "stopped by SIGTERM; outputs not yet complete were deleted" in launcher.stderr.read()
+    assert [path.name for path in target.iterdir()] == ["history.json"]
+    assert _temporaries(tmp_path) == []
+
+
+def test_a_command_started_by_hand_outlives_its_parent(tmp_path):
+    environment = {name: value for name, value in os.environ.items() if name != "DVC_STAGE"}
+    launcher, child = _start_launched_half_writer(tmp_path / "out", environment)
+    launcher.kill()
+    launcher.wait(timeout=TIMEOUT_SECONDS)
+    try:
+        # As under `nohup`: the parent-death signal is for stages run by DVC only.
+        assert not _has_ended(child, 1)
+    finally:
+        os.kill(child, signal.SIGTERM)
+    assert _has_ended(child, TIMEOUT_SECONDS)
+
+
+# A stage-like child whose pool has far more queued work than it could do before the test's timeout.
+BUSY_POOL = textwrap.dedent("""
+    import time
+    from imdb_regularization import cli
+
+    def main():
+        with cli.worker_pool(1) as pool:
+            futures = [pool.submit(time.sleep, 1) for _ in range(600)]
+            print(pool._processes and next(iter(pool._processes)), flush=True)
+            for future in futures:
+                future.result()
+
+    cli.run(main)
+""")
+
+
+def test_a_stop_to_the_stage_alone_cancels_its_queued_work_and_ends_its_workers():
+    process = subprocess.Popen(
+        [sys.executable, "-c", BUSY_POOL],
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    worker = process.stdout.readline()
+    assert worker.strip().isdigit(), process.communicate()
+    process.send_signal(signal.SIGTERM)  # the stage only, as the parent-death signal sends it
+    _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert "stopped by SIGTERM" in stderr and "Traceback" not in stderr
+    assert _has_ended(int(worker), TIMEOUT_SECONDS)
