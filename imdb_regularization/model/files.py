@@ -119,9 +119,8 @@ def read_test_labels(path: Path) -> np.ndarray:
     bad = np.flatnonzero((labels != 0) & (labels != 1))
     if bad.size:
         raise ModelFilesError(f"{path}[{bad[0]}] is {labels[bad[0]]!s}; labels are 0 or 1")
-    present = np.unique(labels)
-    if present.size < 2:
-        held = "no labels" if present.size == 0 else f"only label {present[0]}"
+    if labels.all() or not labels.any():
+        held = "no labels" if labels.size == 0 else f"only label {labels[0]!s}"
         raise ModelFilesError(f"{path} holds {held}; the test scores need both classes")
     return labels
 
@@ -198,9 +197,9 @@ def read_hidden_kernels(directory: Path, *, num_words: int, hidden_units: Sequen
                     )
             except READ_ERRORS as error:
                 raise ModelFilesError(f"{where} cannot be read: {_one_line(error)}") from None
-            bad = np.argwhere(~np.isfinite(kernel))
-            if bad.size:
-                at = tuple(int(index) for index in bad[0])
+            finite = np.isfinite(kernel)
+            if not finite.all():
+                at = tuple(int(index) for index in np.argwhere(~finite)[0])
                 raise ModelFilesError(f"{where}[{at[0]}, {at[1]}] is {kernel[at]!s}; weights must be finite")
             kernels[f"hidden_{number}"], rows = kernel, units
     return kernels
