@@ -18,17 +18,26 @@ seed is the pipeline's own training. `-S key=value` (repeatable) goes to every e
 e.g. `-S data.source=aclimdb -S data.url=aclImdb_v1.tar.gz`. Rerunning replaces the
 experiments of the points it runs. `--shard K/N` runs every N-th point from the K-th, to
 spread one study over N machines.
+
+Ctrl-C (SIGINT) or SIGTERM stops the whole study: the experiments running are killed, DVC's
+queue workers are stopped, this study's tasks still queued are removed from the queue, and any
+process the queue run started that is left after `STOP_GRACE_SECONDS` is killed; a rerun can
+start at once. The queue is the repository's, so experiments queued by hand and running in it
+are stopped too.
 """
 
 import argparse
 import logging
 import math
+import os
+import signal
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from imdb_regularization import cli
-from imdb_regularization.dvc_commands import run_dvc
+from imdb_regularization.dvc_commands import dvc_command, dvc_environment, run_dvc
 from imdb_regularization.params import MAX_SEED, RegularizerSpec, load_params, local_path
 
 log = logging.getLogger("study.run")
@@ -38,6 +47,9 @@ BASELINE = "none"  # the basic model's regularizer; it has no rate to vary
 STUDIED = ("l1", "l2")
 DEFAULT_RATES = "1e-5,1e-4,1e-3,1e-2,1e-1"
 DATA_URL = "data.url="
+# How long the processes of a stopped queue run may take to end by themselves before they are killed.
+STOP_GRACE_SECONDS = 5.0
+POLL_SECONDS = 0.1
 # Each point is a DVC experiment (a git ref and a queue entry); beyond this many, the bookkeeping
 # alone would take hours, which is a sign of a mistyped grid.
 MAX_POINTS = 2_000
@@ -146,7 +158,7 @@ def call_dvc(*arguments: str, capture: bool = True) -> str:
     """Run this environment's DVC (`dvc_commands.run_dvc`) and return its output; a failure is a `StudyError`."""
     result = run_dvc(*arguments, capture=capture)
     if result.returncode != 0:
-        details = f":\n{result.stderr.strip()}" if capture else ""
+        details = f": {cli.one_line(result.stderr)}" if capture and result.stderr.strip() else ""
         raise StudyError(f"`dvc {' '.join(arguments)}` failed{details}")
     return result.stdout if capture else ""
 
@@ -154,6 +166,79 @@ def call_dvc(*arguments: str, capture: bool = True) -> str:
 def experiment_names() -> set[str]:
     """Names of the experiments of the current commit."""
     return set(call_dvc("exp", "list", "--name-only").split())
+
+
+def session_processes(session_id: int) -> list[int]:
+    """The processes (zombies aside) of session `session_id`, read from Linux's /proc; none elsewhere."""
+    members = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            # The fields after the command's closing parenthesis: state, parent, group, session, ...
+            state, _, _, session = (entry / "stat").read_text().rpartition(")")[2].split()[:4]
+        except (OSError, ValueError):
+            continue  # ended meanwhile
+        if int(session) == session_id and state != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def _end_session(session_id: int, grace_seconds: float) -> None:
+    """Wait up to `grace_seconds` for session `session_id`'s processes to end, then kill those left."""
+    deadline = time.monotonic() + grace_seconds
+    while (left := session_processes(session_id)) and time.monotonic() < deadline:
+        time.sleep(POLL_SECONDS)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if left:
+        log.warning("killed %d processes of the queue run that did not stop in time", len(left))
+
+
+def stop_queue(names: set[str]) -> list[str]:
+    """Kill the queue's running experiments, stop its workers, and remove the tasks of `names` still queued or killed.
+
+    Returns:
+        The names of the tasks removed.
+    """
+    from dvc.repo import Repo
+
+    # Celery's connection warns that it assumes localhost, which is what DVC's local queue uses.
+    logging.getLogger("kombu").setLevel(logging.ERROR)
+    with Repo() as repo:
+        queue = repo.experiments.celery_queue
+        queue.shutdown(kill=True)
+        removed = [entry.name for entry in queue.iter_queued() if entry.name in names]
+        removed += [done.entry.name for done in queue.iter_failed() if done.entry.name in names]
+        if removed:
+            queue.remove(revs=removed)
+    return [name for name in removed if name is not None]
+
+
+def run_queue(jobs: int, names: set[str]) -> None:
+    """`dvc exp run --run-all --jobs <jobs>`, waiting; stopped by a signal, it leaves no worker or experiment running.
+
+    The run gets a session of its own, which every queue worker and experiment it starts
+    inherits, so whatever outlives the queue's own shutdown can be found and killed.
+
+    Raises:
+        StudyError: the queue run failed.
+    """
+    process = subprocess.Popen(
+        dvc_command("exp", "run", "--run-all", "--jobs", str(jobs)), env=dvc_environment(), start_new_session=True
+    )
+    try:
+        exit_code = process.wait()
+    except (cli.Interrupted, KeyboardInterrupt):
+        log.warning("stopping: killing the running experiments and the queue's workers")
+        os.kill(process.pid, signal.SIGINT)
+        removed = stop_queue(names)
+        _end_session(process.pid, STOP_GRACE_SECONDS)
+        log.warning("removed %d of this study's tasks from the queue", len(removed))
+        raise
+    if exit_code != 0:
+        raise StudyError(f"`dvc exp run --run-all --jobs {jobs}` failed (exit {exit_code}); its output is above")
 
 
 def run_points(points: list[Point], queue: list[list[str]], jobs: int) -> None:
@@ -164,10 +249,15 @@ def run_points(points: list[Point], queue: list[list[str]], jobs: int) -> None:
         # Their results come straight back from the run-cache; removing them keeps one experiment per point.
         log.info("replacing %d experiments of an earlier run", len(replaced))
         call_dvc("exp", "remove", *replaced)
-    for arguments in queue:
-        call_dvc(*arguments)
+    try:
+        for arguments in queue:
+            call_dvc(*arguments)
+    except (cli.Interrupted, KeyboardInterrupt):
+        # The points queued so far would otherwise run with the next `dvc exp run --run-all`.
+        stop_queue(set(names))
+        raise
     log.info("queued %d experiments; running them with %d jobs", len(queue), jobs)
-    call_dvc("exp", "run", "--run-all", "--jobs", str(jobs), capture=False)
+    run_queue(jobs, set(names))
     failed = sorted(set(names) - experiment_names())
     if failed:
         raise StudyError(

@@ -17,19 +17,27 @@ step 2 logs to `.dvc/tmp/parallel/<stage>.log`. When one fails, the others still
 are recorded; the failed ones are named with the end of their logs, step 3 is skipped, and
 the command exits 1.
 
+SIGINT or SIGTERM to this command stops the runs of step 2 as Ctrl-C stops a `dvc repro`: each
+runs in a process group of its own, which gets SIGINT, so its stage deletes its unfinished
+outputs and DVC records nothing for it; a group still running `STOP_GRACE_SECONDS` later is
+killed. The command then ends with the shell's code for the signal.
+
 Run from the project root: `python -m tools.parallel [-j JOBS] [--group train]`.
 """
 
 import argparse
 import logging
 import os
+import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -46,6 +54,9 @@ DEFAULT_JOBS = (os.cpu_count() or 1) + 1
 LOG_DIR = Path(".dvc/tmp/parallel")
 LOG_TAIL_LINES = 15
 LOCK_FILE = Path("dvc.lock")
+# How long a stopped `dvc repro` may take to let its stage delete its unfinished outputs before
+# its process group is killed; well within the time a user or CI runner waits after a stop.
+STOP_GRACE_SECONDS = 5.0
 
 
 class ParallelError(cli.StageError):
@@ -128,19 +139,79 @@ def changed_stages(stages: list[str]) -> list[str]:
     return [stage for stage in stages if stage in changed]
 
 
+class _Stopped(Exception):
+    """A run was about to start after the command was told to stop."""
+
+
+class ChildProcesses:
+    """The `dvc repro` processes of step 2, each the leader of a process group that holds its stages too."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen] = set()
+        self._stopping = False
+
+    def run(self, command: list[str], **options: Any) -> int:
+        """Run `command` in a new process group and wait for it; return its exit code.
+
+        Raises:
+            _Stopped: `stop` was called before it could start.
+        """
+        with self._lock:
+            if self._stopping:
+                raise _Stopped(command)
+            process = subprocess.Popen(command, start_new_session=True, **options)
+            self._running.add(process)
+        try:
+            return process.wait()
+        finally:
+            with self._lock:
+                self._running.discard(process)
+
+    def stop(self, grace_seconds: float = STOP_GRACE_SECONDS) -> None:
+        """Send SIGINT to every running group, as Ctrl-C would; kill the groups still running after `grace_seconds`.
+
+        Returns once every leader has ended; no run starts afterwards.
+        """
+        with self._lock:
+            self._stopping = True
+            running = list(self._running)
+        for process in running:
+            _signal_group(process, signal.SIGINT)
+        deadline = time.monotonic() + grace_seconds
+        for process in running:
+            try:
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(process, signal.SIGKILL)
+                process.wait()
+            # DVC waits for its stage, so normally nothing is left; anything that is would run unwatched.
+            _signal_group(process, signal.SIGKILL)
+
+
+def _signal_group(process: subprocess.Popen, signal_number: int) -> None:
+    """Send `signal_number` to the process group `process` leads; a group already gone is fine."""
+    try:
+        os.killpg(process.pid, signal_number)
+    except ProcessLookupError:
+        pass
+
+
+_children = ChildProcesses()
+
+
 def run_stages(stages: tuple[str, ...], log_dir: Path) -> StageRun:
     """`dvc repro --single-item <stages>`, its output going to `<log_dir>/<first stage>.log`."""
     log_path = log_dir / f"{stages[0]}.log"
     started = time.perf_counter()
     with log_path.open("w", encoding="utf-8") as output:
-        result = subprocess.run(
+        exit_code = _children.run(
             dvc_command("--wait-for-lock", "repro", "--single-item", *stages),
             env=dvc_environment(),
             stdout=output,
             stderr=subprocess.STDOUT,
-            check=False,
         )
-    return StageRun(stages, result.returncode, time.perf_counter() - started, log_path)
+    return StageRun(stages, exit_code, time.perf_counter() - started, log_path)
 
 
 def _log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -152,7 +223,7 @@ def run_concurrently(chains: list[tuple[str, ...]], jobs: int, log_dir: Path) ->
     log_dir.mkdir(parents=True, exist_ok=True)
     log.info("running %s, %d at a time; logs in %s/", "; ".join(map(", ".join, chains)), jobs, log_dir)
     runs = []
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
+    with ThreadPoolExecutor(max_workers=jobs) as pool, _stopping_children_on_exit():
         for future in as_completed([pool.submit(run_stages, chain, log_dir) for chain in chains]):
             run = future.result()
             runs.append(run)
@@ -168,6 +239,16 @@ def run_concurrently(chains: list[tuple[str, ...]], jobs: int, log_dir: Path) ->
                     _log_tail(run.log_path),
                 )
     return runs
+
+
+@contextmanager
+def _stopping_children_on_exit() -> Iterator[None]:
+    """Stop the running `dvc repro`s if the block is left by a stop or an error, before the pool waits for them."""
+    try:
+        yield
+    except BaseException:
+        _children.stop()
+        raise
 
 
 def locked_stages(lock_path: Path = LOCK_FILE) -> list[str]:
@@ -271,5 +352,15 @@ def main() -> None:
     _repro()
 
 
+def main_reporting_dvc_errors() -> None:
+    """`main`, with DVC's own errors (no repository here, a lock another command holds) as one line each."""
+    from dvc.exceptions import DvcException
+
+    try:
+        main()
+    except DvcException as error:
+        raise ParallelError(f"DVC: {cli.one_line(str(error))}") from None
+
+
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main_reporting_dvc_errors)

@@ -88,7 +88,7 @@ def replace_between_markers(text: str, replacement: str) -> str:
 def _check_up_to_date() -> None:
     result = run_dvc("status", "--json")
     if result.returncode != 0:
-        raise PublishError(f"dvc status failed: {result.stderr.strip()}")
+        raise PublishError(f"dvc status failed: {cli.one_line(result.stderr)}")
     if json.loads(result.stdout or "{}"):
         raise PublishError("the pipeline's outputs are out of date (dvc status lists changes): run dvc repro first")
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from imdb_regularization import cli
 from imdb_regularization.dvc_commands import dvc_environment, stages_run
 from tools.bench.encoding import compare_encoders
 from tools.project import PROJECT_ROOT, copy_project, lock_differences, set_params
@@ -253,9 +254,17 @@ def main() -> None:
 
     from tools.bench.report import markdown, summarize
 
-    with tempfile.TemporaryDirectory(prefix="bench-") as temporary:
-        work = args.work or Path(temporary)
-        results = run_benchmark(args.archive.resolve(), work, jobs=args.jobs, model=args.model, params=dict(args.set))
+    if not args.archive.is_file():
+        raise cli.StageError(f"no archive at {args.archive}: pass the path of an aclImdb .tar.gz")
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-") as temporary:
+            work = args.work or Path(temporary)
+            results = run_benchmark(
+                args.archive.resolve(), work, jobs=args.jobs, model=args.model, params=dict(args.set)
+            )
+    except BenchError as error:
+        # A measured command failed: its message ends with the end of that command's output.
+        raise cli.StageError(f"benchmark stopped: {error}") from None
     summary = summarize(results)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench.json").write_text(json.dumps({"summary": summary, "results": results}, indent=2) + "\n")
@@ -266,4 +275,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)
