@@ -4,6 +4,11 @@ Downloads go through a user-level cache (Keras' own, `~/.keras/datasets` or
 `$KERAS_HOME/datasets`), so a machine that already has the file checks it instead
 of fetching it again. A download is written under a temporary name and renamed only
 once its checksum matches, so a failed or cut-short one never looks finished.
+
+A download is bounded in size (`DownloadPolicy.max_bytes`: from the Content-Length before the body,
+and as the body arrives) and in pace: the wait for each read is bounded by `timeout_seconds`, and a
+server that keeps sending but too slowly to ever finish is caught by the progress deadline
+(fewer than `progress_min_bytes` in some `progress_window_seconds`).
 """
 
 import http.client
@@ -13,8 +18,10 @@ import re
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urlparse
 
 from imdb_regularization.atomic import atomic_path
@@ -33,6 +40,8 @@ RETRIED_CLIENT_ERRORS = frozenset({408, 429})
 # A cache file name taken from a URL: no separators, no leading dot, so it stays inside the cache.
 CACHE_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 USE_A_LOCAL_COPY = "To use a copy you already have, set data.url to its path (and data.sha256 to pin it)."
+# A Content-Length is a byte count: decimal digits, at most 20 of them once leading zeros are dropped.
+CONTENT_LENGTH = re.compile(r"0*[0-9]{1,20}")
 
 
 class FetchError(StageError):
@@ -47,11 +56,20 @@ class DownloadPolicy:
         timeout_seconds: the wait for the connection and for each read.
         attempts: tries in all.
         backoff_seconds: the wait before the second try; it doubles before each further one.
+        max_bytes: the largest body accepted, refused from its Content-Length or as it arrives. Both
+            official sources are far smaller; a larger file can still be used as a local copy.
+        progress_window_seconds, progress_min_bytes: an attempt fails once fewer than
+            `progress_min_bytes` arrive in some `progress_window_seconds` (checked as reads return,
+            so at most `timeout_seconds` late), because a server that trickles bytes never trips the
+            per-read timeout.
     """
 
     timeout_seconds: float = 30.0
     attempts: int = 3
     backoff_seconds: float = 2.0
+    max_bytes: int = 1 << 30
+    progress_window_seconds: float = 60.0
+    progress_min_bytes: int = 1024
 
 
 DEFAULT_POLICY = DownloadPolicy()
@@ -84,15 +102,94 @@ class _Progress:
             log.info("%s: %.1f MB, %.1f MB/s", self.url, self.done / 1e6, rate)
 
 
-def _download_once(url: str, destination: Path, timeout: float) -> None:
-    with urllib.request.urlopen(url, timeout=timeout) as response, destination.open("wb") as file:  # noqa: S310
-        length = response.headers.get("Content-Length")
-        progress = _Progress(url, int(length) if length else None)
-        while chunk := response.read(CHUNK_BYTES):
-            file.write(chunk)
+class _Stalled(Exception):
+    """An attempt delivered too few bytes for too long; another attempt may find a faster path."""
+
+
+class _ProgressDeadline:
+    """Fails once fewer than `min_bytes` arrived in some `window_seconds`, measured from any moment.
+
+    `pending` holds the moments (time, bytes done) not yet followed by `min_bytes` more: their bytes
+    differ by less than `min_bytes`, and each read adds at least one byte, so it never holds more
+    than `min_bytes` entries.
+    """
+
+    def __init__(self, window_seconds: float, min_bytes: int):
+        self.window_seconds, self.min_bytes = window_seconds, min_bytes
+        self.pending = deque([(time.monotonic(), 0)])
+
+    def update(self, done: int) -> None:
+        now = time.monotonic()
+        while self.pending and done - self.pending[0][1] >= self.min_bytes:
+            self.pending.popleft()
+        if self.pending and now - self.pending[0][0] > self.window_seconds:
+            raise _Stalled(
+                f"fewer than {self.min_bytes:,} bytes arrived in {self.window_seconds:g} s "
+                f"({done - self.pending[0][1]:,} bytes in the last {now - self.pending[0][0]:.1f} s)"
+            )
+        self.pending.append((now, done))
+
+
+def _declared_length(url: str, response: http.client.HTTPResponse, policy: DownloadPolicy) -> int | None:
+    """The body's size from its Content-Length, None without one.
+
+    Raises:
+        FetchError: the Content-Length is not one byte count, or above `policy.max_bytes`.
+    """
+    values = response.headers.get_all("Content-Length") or []
+    if not values:
+        return None
+    counts = {value.strip() for value in values}
+    if len(counts) != 1 or not CONTENT_LENGTH.fullmatch(next(iter(counts))):
+        shown = ", ".join(repr(value[:40]) for value in values[:3])
+        raise FetchError(f"cannot download {url}: the server sent a malformed Content-Length ({shown})")
+    length = int(counts.pop())
+    if length > policy.max_bytes:
+        raise FetchError(
+            f"cannot download {url}: its Content-Length announces {length:,} bytes, "
+            f"more than the {policy.max_bytes:,} a download may have. {USE_A_LOCAL_COPY}"
+        )
+    return length
+
+
+def _download_once(url: str, destination: Path, policy: DownloadPolicy) -> None:
+    with (
+        urllib.request.urlopen(url, timeout=policy.timeout_seconds) as response,  # noqa: S310
+        # Unbuffered, so a failed write leaves nothing for `close` to fail on again.
+        destination.open("wb", buffering=0) as file,
+    ):
+        total = _declared_length(url, response, policy)
+        progress = _Progress(url, total)
+        deadline = _ProgressDeadline(policy.progress_window_seconds, policy.progress_min_bytes)
+        # `read1` returns what one read of the socket gives: a trickling server cannot keep the loop,
+        # and so the deadline, waiting for a whole chunk.
+        while chunk := response.read1(CHUNK_BYTES):
             progress.update(len(chunk))
-        if progress.total is not None and progress.done != progress.total:
-            raise http.client.IncompleteRead(b"", progress.total - progress.done)
+            if total is None and progress.done > policy.max_bytes:
+                raise FetchError(
+                    f"cannot download {url}: the body exceeds the {policy.max_bytes:,} bytes a download may have. "
+                    f"{USE_A_LOCAL_COPY}"
+                )
+            if total is not None and progress.done > total:
+                raise FetchError(f"cannot download {url}: the body is longer than its Content-Length ({total:,} bytes)")
+            deadline.update(progress.done)
+            _write(destination, file, chunk)
+        if total is not None and progress.done != total:
+            raise http.client.IncompleteRead(b"", total - progress.done)
+
+
+def _write(destination: Path, file: BinaryIO, data: bytes) -> None:
+    """Write all of `data`; a full disk is not the network's fault, so it is not retried.
+
+    Raises:
+        FetchError: the write failed, naming the file.
+    """
+    remaining = memoryview(data)
+    try:
+        while remaining:
+            remaining = remaining[file.write(remaining) :]
+    except OSError as error:
+        raise FetchError(f"cannot write {destination}: {error.strerror or error}") from None
 
 
 def _problem(error: Exception) -> str:
@@ -105,7 +202,7 @@ def _problem(error: Exception) -> str:
 
 
 def download(url: str, destination: Path, policy: DownloadPolicy = DEFAULT_POLICY) -> None:
-    """Stream `url` into `destination`, retrying network errors, HTTP 5xx, 408, 429 and short bodies.
+    """Stream `url` into `destination`, retrying network errors, HTTP 5xx, 408, 429, short bodies and stalls.
 
     Args:
         url: an http(s) or file URL.
@@ -113,17 +210,19 @@ def download(url: str, destination: Path, policy: DownloadPolicy = DEFAULT_POLIC
         policy: timeout, number of attempts and backoff.
 
     Raises:
-        FetchError: another HTTP 4xx, or every attempt failed; the message names the URL.
+        FetchError: another HTTP 4xx, a malformed or too large Content-Length, a body over the limit, a
+            destination that cannot be written, or every attempt failed; the message names the URL
+            (or the destination).
     """
     for attempt in range(1, policy.attempts + 1):
         try:
-            _download_once(url, destination, policy.timeout_seconds)
+            _download_once(url, destination, policy)
             return
         except urllib.error.HTTPError as error:
             if error.code < 500 and error.code not in RETRIED_CLIENT_ERRORS:
                 raise FetchError(f"cannot download {url}: {_problem(error)}. {USE_A_LOCAL_COPY}") from None
             problem = _problem(error)
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+        except (urllib.error.URLError, OSError, http.client.HTTPException, _Stalled) as error:
             problem = _problem(error)
         log.warning("attempt %d of %d to download %s failed: %s", attempt, policy.attempts, url, problem)
         if attempt < policy.attempts:

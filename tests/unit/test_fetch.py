@@ -4,9 +4,12 @@ After each failure the cache and `data/raw/` must hold nothing a later run could
 file, temporaries included. Nothing here sleeps: retries use no backoff and timeouts are short.
 """
 
+import email.message
 import hashlib
+import io
 import json
 import logging
+import re
 import socket
 import sys
 import threading
@@ -31,12 +34,21 @@ ARCHIVE_PATH = "/mirror/aclImdb_v1.tar.gz"
 
 @dataclass(frozen=True)
 class Reply:
-    """One answer of the test server; `declared_length` above `len(body)` cuts the body short."""
+    """One answer of the test server; `declared_length` above `len(body)` cuts the body short.
+
+    `content_lengths` replaces the Content-Length header with these raw values (one header each).
+    With `chunk_bytes`, the body goes out in pieces of that size, `pause_seconds` apart; `endless`
+    repeats it until the client hangs up.
+    """
 
     status: int = 200
     body: bytes = b""
     declared_length: int | None = None
     send_length: bool = True
+    content_lengths: tuple[str, ...] | None = None
+    chunk_bytes: int | None = None
+    pause_seconds: float = 0.0
+    endless: bool = False
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -45,10 +57,29 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
         reply = self.server.next_reply(self.path)
         self.send_response(reply.status)
-        if reply.send_length:
+        if reply.content_lengths is not None:
+            for value in reply.content_lengths:
+                self.send_header("Content-Length", value)
+        elif reply.send_length:
             self.send_header("Content-Length", str(reply.declared_length or len(reply.body)))
         self.end_headers()
-        self.wfile.write(reply.body)
+        if reply.chunk_bytes is None:
+            self.wfile.write(reply.body)
+            return
+        try:
+            self._send_in_pieces(reply, reply.chunk_bytes)
+        except OSError:
+            pass  # The client hung up, as the tests of slow and endless bodies expect it to.
+
+    def _send_in_pieces(self, reply: Reply, chunk_bytes: int) -> None:
+        while True:
+            for start in range(0, len(reply.body), chunk_bytes):
+                self.wfile.write(reply.body[start : start + chunk_bytes])
+                self.wfile.flush()
+                # The server's pace is what these tests are about; the tests themselves never sleep.
+                self.server.stopped.wait(reply.pause_seconds)
+            if not reply.endless or self.server.stopped.is_set():
+                return
 
     def log_message(self, *args) -> None:
         """Keep the test output free of access logs."""
@@ -61,6 +92,7 @@ class LocalServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.replies: dict[str, list[Reply]] = {}
         self.requests: list[str] = []
+        self.stopped = threading.Event()
 
     def serve(self, path: str, *replies: Reply) -> str:
         self.replies[path] = list(replies)
@@ -79,6 +111,7 @@ def server() -> Iterator[LocalServer]:
     thread = threading.Thread(target=local_server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
     yield local_server
+    local_server.stopped.set()
     local_server.shutdown()
     local_server.server_close()
     thread.join()
@@ -346,3 +379,109 @@ def test_a_download_of_unknown_size_logs_every_step_of_bytes(server, tmp_path, m
     fetch_file(url=url, sha256=sha256(body), cache_dir=tmp_path / "cache", policy=FAST)
     lines = _progress_lines(caplog)
     assert [line.split(" MB")[0] for line in lines] == [f"{url}: {megabytes}.0" for megabytes in (1, 2, 3)]
+
+
+# Bounds: a body too large, or too slow, fails naming the URL; nothing half-written stays behind.
+
+LOCAL_COPY_HINT = "To use a copy you already have, set data.url to its path (and data.sha256 to pin it)."
+
+
+@pytest.mark.parametrize(
+    "values",
+    [("abc",), ("-5",), ("+5",), ("1_000",), ("1e3",), ("12, 13",), ("5", "6"), ("1" * 25,)],
+    ids=["letters", "negative", "plus-sign", "underscore", "exponent", "list", "two-headers", "25-digits"],
+)
+def test_a_malformed_content_length_fails_at_once_naming_it(server, archive, tmp_path, values):
+    url = server.serve(ARCHIVE_PATH, Reply(body=archive, content_lengths=values))
+    with pytest.raises(FetchError) as failure:
+        fetch_file(url=url, sha256=sha256(archive), cache_dir=tmp_path / "cache", policy=FAST)
+    shown = ", ".join(repr(value) for value in values)
+    assert str(failure.value) == f"cannot download {url}: the server sent a malformed Content-Length ({shown})"
+    assert server.requests == [ARCHIVE_PATH]
+    assert files_under(tmp_path / "cache") == []
+
+
+def test_a_content_length_with_leading_zeros_and_spaces_is_a_byte_count(server, archive, tmp_path):
+    url = server.serve(ARCHIVE_PATH, Reply(body=archive, content_lengths=(f" 000{len(archive)} ",)))
+    found, _ = fetch_file(url=url, sha256=sha256(archive), cache_dir=tmp_path / "cache", policy=FAST)
+    assert found.read_bytes() == archive
+
+
+def test_a_content_length_over_the_limit_is_refused_before_the_body(server, archive, tmp_path):
+    url = server.serve(ARCHIVE_PATH, Reply(body=archive))
+    policy = DownloadPolicy(timeout_seconds=2.0, attempts=3, backoff_seconds=0.0, max_bytes=len(archive) - 1)
+    with pytest.raises(FetchError) as failure:
+        fetch_file(url=url, sha256=sha256(archive), cache_dir=tmp_path / "cache", policy=policy)
+    assert str(failure.value) == (
+        f"cannot download {url}: its Content-Length announces {len(archive):,} bytes, "
+        f"more than the {len(archive) - 1:,} a download may have. {LOCAL_COPY_HINT}"
+    )
+    assert server.requests == [ARCHIVE_PATH]  # not retried: the next answer would be as large
+    assert files_under(tmp_path / "cache") == []
+
+
+@pytest.mark.parametrize("endless", [False, True], ids=["too-long", "endless"])
+def test_a_body_without_length_stops_at_the_limit(server, tmp_path, endless):
+    # An endless body is what fills a disk; the download stops once the limit is passed.
+    body = bytes(64 * 1024)
+    url = server.serve("/big/imdb.npz", Reply(body=body, send_length=False, chunk_bytes=len(body), endless=endless))
+    policy = DownloadPolicy(timeout_seconds=2.0, attempts=3, backoff_seconds=0.0, max_bytes=50_000)
+    with pytest.raises(FetchError) as failure:
+        fetch_file(url=url, sha256=sha256(body), cache_dir=tmp_path / "cache", policy=policy)
+    assert str(failure.value) == (
+        f"cannot download {url}: the body exceeds the 50,000 bytes a download may have. {LOCAL_COPY_HINT}"
+    )
+    assert server.requests == ["/big/imdb.npz"]
+    assert files_under(tmp_path / "cache") == []
+
+
+def test_a_body_longer_than_its_content_length_is_refused(tmp_path, monkeypatch):
+    # http.client never reads past a Content-Length; a response object that does is refused all the same.
+    class Overlong(io.BytesIO):
+        headers = email.message.Message()
+
+    Overlong.headers["Content-Length"] = "10"
+    monkeypatch.setattr(download.urllib.request, "urlopen", lambda url, timeout: Overlong(bytes(30)))
+    with pytest.raises(FetchError) as failure:
+        download.download("http://127.0.0.1:9/imdb.npz", tmp_path / "imdb.npz", FAST)
+    assert str(failure.value) == (
+        "cannot download http://127.0.0.1:9/imdb.npz: the body is longer than its Content-Length (10 bytes)"
+    )
+
+
+def test_a_trickling_download_fails_at_the_progress_deadline_naming_the_url(server, tmp_path):
+    # One byte every 0.1 s never trips the 2 s read timeout; only the progress deadline ends it.
+    url = server.serve(ARCHIVE_PATH, Reply(body=bytes(1000), chunk_bytes=1, pause_seconds=0.1))
+    policy = DownloadPolicy(
+        timeout_seconds=2.0, attempts=2, backoff_seconds=0.0, progress_window_seconds=0.6, progress_min_bytes=1024
+    )
+    started = time.monotonic()
+    with pytest.raises(FetchError) as failure:
+        fetch_file(url=url, sha256="0" * 64, cache_dir=tmp_path / "cache", policy=policy)
+    assert time.monotonic() - started < 3
+    assert re.fullmatch(
+        re.escape(f"cannot download {url} after 2 attempts: fewer than 1,024 bytes arrived in 0.6 s (")
+        + r"\d+ bytes in the last 0\.\d s\)\. "
+        + re.escape(LOCAL_COPY_HINT),
+        str(failure.value),
+    ), str(failure.value)
+    assert server.requests == [ARCHIVE_PATH] * 2
+    assert files_under(tmp_path / "cache") == []
+
+
+def test_a_slow_but_steady_download_meets_the_progress_deadline(server, archive, tmp_path):
+    body = archive * (4096 // len(archive) + 1)  # a few kilobytes, at 1 KiB per 0.1 s
+    url = server.serve(ARCHIVE_PATH, Reply(body=body, chunk_bytes=1024, pause_seconds=0.1))
+    policy = DownloadPolicy(
+        timeout_seconds=2.0, attempts=1, backoff_seconds=0.0, progress_window_seconds=1.0, progress_min_bytes=1024
+    )
+    found, _ = fetch_file(url=url, sha256=sha256(body), cache_dir=tmp_path / "cache", policy=policy)
+    assert found.read_bytes() == body
+
+
+def test_a_full_disk_fails_at_once_naming_the_file(server, archive):
+    url = server.serve(ARCHIVE_PATH, Reply(body=archive))
+    with pytest.raises(FetchError) as failure:
+        download.download(url, Path("/dev/full"), FAST)
+    assert str(failure.value) == "cannot write /dev/full: No space left on device"
+    assert server.requests == [ARCHIVE_PATH]  # a full disk is not retried like a network error
