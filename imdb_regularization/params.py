@@ -28,6 +28,8 @@ from imdb_regularization.cli import StageError
 PARAMS_FILE = Path("params.yaml")
 DATA_SOURCES = ("keras", "aclimdb")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
+# How train feeds the multi-hot rows: by their density, as float32 rows, or as sparse rows.
+TRAIN_INPUTS = ("auto", "dense", "sparse")
 REGULARIZERS = ("none", "l1", "l2", "l1_l2")
 # Indices 0-3 are padding, start, out-of-vocabulary and unused, so 4 is the first word.
 FIRST_WORD_INDEX = 4
@@ -76,6 +78,7 @@ class TrainParams:
     validation: str | float  # "test", or the fraction of the training set held out
     seed: int
     steps_per_execution: int
+    input: str  # one of TRAIN_INPUTS
 
 
 @dataclass(frozen=True)
@@ -216,6 +219,7 @@ def _train(raw: Any) -> TrainParams:
         steps_per_execution=_integer(
             section["steps_per_execution"], "train.steps_per_execution", 1, MAX_STEPS_PER_EXECUTION
         ),
+        input=_choice(section["input"], "train.input", TRAIN_INPUTS),
     )
 
 
@@ -305,10 +309,23 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
     What was read is kept, and every atomic output written afterwards first checks that the
     params this stage depends on still hold those values (`check_params_unchanged`).
     """
+    global _params_read
     text = _read_text(path)
     params = parse_params(text)
-    register_publish_check(lambda: check_params_unchanged(parse_yaml(text, path), path))
+    if _params_read is None:
+        register_publish_check(_check_params_read)
+    _params_read = (path, text)
     return params
+
+
+# What the last `load_params` read: the file and its text.
+_params_read: tuple[Path, str] | None = None
+
+
+def _check_params_read() -> None:
+    if _params_read is not None and os.environ.get("DVC_STAGE"):
+        path, text = _params_read
+        check_params_unchanged(parse_yaml(text, path), path)
 
 
 def _value_at(data: Any, dotted: str) -> Any:

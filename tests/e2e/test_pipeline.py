@@ -85,7 +85,7 @@ def test_a_model_name_never_reaches_a_shell(repo):
     try:
         result = dvc_result(repo, "repro")
         assert result.returncode != 0
-        assert "models must be keyed by names of letters, digits, _ and -" in result.stdout + result.stderr
+        assert "models must be keyed by names of up to 64 letters, digits, _ and -" in result.stdout + result.stderr
         assert not (repo / "PWNED").exists()
     finally:
         (repo / "params.yaml").write_text(original)

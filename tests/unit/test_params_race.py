@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from imdb_regularization import atomic
+from imdb_regularization import atomic, params
 from imdb_regularization.atomic import write_json
 from imdb_regularization.params import (
     ParamsChangedError,
@@ -24,6 +24,7 @@ def project(tmp_path, monkeypatch) -> Path:
     monkeypatch.chdir(tmp_path)
     # load_params registers a check with `atomic`; keep this test's checks out of the others.
     monkeypatch.setattr(atomic, "_publish_checks", [])
+    monkeypatch.setattr(params, "_params_read", None)
     return tmp_path
 
 
