@@ -1,7 +1,9 @@
 """The raw Stanford archive (`aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt`), streamed review by review.
 
 Nothing is extracted or written: the archive is read as a gzip'd tar stream (`tar_stream`), and
-only members whose names match the layout exactly are kept.
+only members whose names match the layout exactly are kept. Sizes are bounded from the tar headers
+before any data is read: one review by `MAX_REVIEW_BYTES`, the whole decompressed archive by
+`MAX_ARCHIVE_BYTES`.
 """
 
 import gzip
@@ -13,8 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from imdb_regularization.readers.sources import CHUNK_BYTES, SPLITS, DataError
-from imdb_regularization.readers.tar_stream import TarFormatError, regular_files
+from imdb_regularization.readers.tar_stream import TarFormatError, TarLimitError, regular_files
 
+# Real reviews are a few kilobytes; a member hundreds of times larger is not a review, and reading it
+# whole would only risk memory.
+MAX_REVIEW_BYTES = 1 << 20
+# Several times the full Stanford archive (unlabelled reviews and feature files included), decompressed.
+MAX_ARCHIVE_BYTES = 2 << 30
 LABELS = ("neg", "pos")
 REVIEW_MEMBER = re.compile(r"(?:\./)?aclImdb/(train|test)/(pos|neg)/(\d+)_\d+\.txt")
 
@@ -40,25 +47,59 @@ def _decode(path: Path, name: str, raw: bytes) -> str:
         raise DataError(f"{path}: {name} is not UTF-8 text (byte {error.start} is 0x{raw[error.start]:02x})") from None
 
 
-def iter_reviews(path: Path) -> Iterator[tuple[ReviewKey, str]]:
+def _is_review(name: str) -> bool:
+    return REVIEW_MEMBER.fullmatch(name) is not None
+
+
+def _check_new(path: Path, key: ReviewKey, name: str, seen: dict[ReviewKey, str]) -> None:
+    """Record that review `key` was read from member `name`; a second member for it is an error."""
+    first = seen.get(key)
+    if first is None:
+        seen[key] = name
+        return
+    split, label, review_id = key
+    raise DataError(
+        f"{path}: {name} occurs twice"
+        if first == name
+        else f"{path}: {name} is review {review_id} of aclImdb/{split}/{LABELS[label]}/ again (first read as {first})"
+    )
+
+
+def iter_reviews(
+    path: Path, *, max_review_bytes: int = MAX_REVIEW_BYTES, max_archive_bytes: int = MAX_ARCHIVE_BYTES
+) -> Iterator[tuple[ReviewKey, str]]:
     """Stream the labelled reviews out of an aclImdb .tar.gz, in archive order.
 
     Other members (`train/unsup`, `imdb.vocab`, `*.feat`, links, `..` or absolute names) are skipped.
     The tar format is read by `tar_stream`, several times faster than `tarfile` here.
 
+    Args:
+        path: the .tar.gz archive.
+        max_review_bytes: the largest review read, checked from its tar header.
+        max_archive_bytes: the most bytes the archive may decompress to.
+
     Raises:
-        DataError: not a gzip'd tar, corrupted, or a review that is not UTF-8.
+        DataError: not a gzip'd tar, corrupted, a review that is not UTF-8, two members for the same
+            review, or a review or the archive over its bound.
     """
+    seen: dict[ReviewKey, str] = {}
     try:
         with gzip.open(path) as stream:
-            for name, data in regular_files(stream):
+            reviews = regular_files(
+                stream, _is_review, max_file_bytes=max_review_bytes, max_archive_bytes=max_archive_bytes
+            )
+            for name, data in reviews:
                 key = _review_key(name)
                 if key is not None:
+                    _check_new(path, key, name, seen)
                     yield key, _decode(path, name, data)
             # Reading stops at the end-of-archive block. Reading on to the end of the gzip stream makes
             # it check its CRC, so damage that still parsed as tar headers fails here, not silently.
             while stream.read(CHUNK_BYTES):
-                pass
+                if stream.tell() > max_archive_bytes:
+                    raise DataError(f"{path} decompresses to more than the {max_archive_bytes:,} bytes allowed")
+    except TarLimitError as error:
+        raise DataError(f"{path}: {error}") from None
     except (TarFormatError, OSError, EOFError, zlib.error) as error:
         raise DataError(f"{path} is not a readable .tar.gz archive: {error}") from None
 

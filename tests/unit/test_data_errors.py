@@ -14,7 +14,7 @@ import pytest
 
 from imdb_regularization.features.multi_hot import encode_aclimdb
 from imdb_regularization.features.vocabulary import index_reviews, tokenize
-from imdb_regularization.readers.aclimdb import iter_reviews, ordered_rows
+from imdb_regularization.readers.aclimdb import MAX_ARCHIVE_BYTES, MAX_REVIEW_BYTES, iter_reviews, ordered_rows
 from imdb_regularization.readers.keras_npz import read_keras_npz
 from imdb_regularization.readers.sources import DataError, sha256_of, verified_raw_file
 from tests.support.data import extend_archive, make_reviews, read_archive_texts, write_aclimdb_archive
@@ -123,6 +123,78 @@ def test_a_review_that_is_not_utf8_is_named_with_the_bad_byte(archive, tmp_path)
     assert str(failure.value) == f"{path}: aclImdb/train/pos/99_10.txt is not UTF-8 text (byte 3 is 0xe9)"
 
 
+# The same review twice, and sizes bounded from the tar headers before anything is read.
+
+
+@READERS
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("aclImdb/train/pos/0_8.txt", "aclImdb/train/pos/0_8.txt occurs twice"),
+        ("./aclImdb/train/pos/0_8.txt", "./aclImdb/train/pos/0_8.txt is review 0 of aclImdb/train/pos/ again"),
+        ("aclImdb/train/pos/0_3.txt", "aclImdb/train/pos/0_3.txt is review 0 of aclImdb/train/pos/ again"),
+    ],
+    ids=["same-name", "dot-slash", "other-rating"],
+)
+def test_a_review_stored_twice_is_named(archive, tmp_path, read, name, message):
+    path = extend_archive(archive, tmp_path / "twice.tar.gz", files={name: b"A second, different text."})
+    with pytest.raises(DataError) as failure:
+        read(path)
+    first = " (first read as aclImdb/train/pos/0_8.txt)" if "again" in message else ""
+    assert str(failure.value) == f"{path}: {message}{first}"
+
+
+def _archive_declaring(path: Path, name: str, size: int) -> Path:
+    """A .tar.gz whose one header declares `size` bytes for `name`, followed by none of them."""
+    info = tarfile.TarInfo(name)
+    info.size = size
+    path.write_bytes(gzip.compress(info.tobuf(format=tarfile.GNU_FORMAT)))
+    return path
+
+
+def test_a_review_over_a_mebibyte_is_refused_from_its_header(archive, tmp_path):
+    huge = extend_archive(
+        archive, tmp_path / "huge.tar.gz", files={"aclImdb/train/pos/99_10.txt": bytes(MAX_REVIEW_BYTES + 1)}
+    )
+    with pytest.raises(DataError) as failure:
+        _read_reviews(huge)
+    assert str(failure.value) == (
+        f"{huge}: aclImdb/train/pos/99_10.txt is 1,048,577 bytes, more than the 1,048,576 allowed for one file"
+    )
+    # A header alone can declare terabytes; it is refused before any of them is read.
+    declared = _archive_declaring(tmp_path / "declared.tar.gz", "aclImdb/test/neg/7_1.txt", 1 << 40)
+    with pytest.raises(DataError, match=r"aclImdb/test/neg/7_1.txt is 1,099,511,627,776 bytes, more than the"):
+        _read_reviews(declared)
+
+
+def test_large_members_that_are_not_reviews_are_skipped_not_bounded(archive, tmp_path):
+    extras = {"aclImdb/train/unsupBow.feat": bytes(3000), "aclImdb/train/unsup/0_0.txt": bytes(3000)}
+    path = extend_archive(archive, tmp_path / "full.tar.gz", files=extras)
+    reviews = list(iter_reviews(path, max_review_bytes=2000))
+    assert [text for _, text in reviews] == [text for _, text in iter_reviews(archive)]
+
+
+def test_an_archive_declaring_more_than_the_archive_bound_is_refused(archive, tmp_path):
+    declared = _archive_declaring(tmp_path / "declared.tar.gz", "aclImdb/train/unsup/0_0.txt", 3 << 30)
+    with pytest.raises(DataError) as failure:
+        _read_reviews(declared)
+    assert str(failure.value) == (
+        f"{declared}: the archive declares more than the {MAX_ARCHIVE_BYTES:,} bytes allowed: "
+        "the member at byte 0 (aclImdb/train/unsup/0_0.txt) declares 3,221,225,472 bytes"
+    )
+
+
+def test_data_after_the_end_of_the_tar_counts_toward_the_archive_bound(archive, tmp_path):
+    # Zeros after the end-of-archive blocks decompress from almost nothing: the bound stops them too.
+    tar = gzip.decompress(archive.read_bytes())
+    path = tmp_path / "padded.tar.gz"
+    path.write_bytes(gzip.compress(tar + bytes(4 << 20)))
+    assert len(list(iter_reviews(path))) == 12
+    with pytest.raises(DataError) as failure:
+        list(iter_reviews(path, max_archive_bytes=len(tar) + 1000))
+    assert str(failure.value) == f"{path} decompresses to more than the {len(tar) + 1000:,} bytes allowed"
+
+
 # Members that are not labelled reviews: unsafe names and links are never written; extra files are ignored.
 
 UNSAFE_FILES = {
@@ -213,7 +285,10 @@ def test_an_npz_whose_x_train_is_not_sequences_is_refused(tmp_path):
     np.savez(path, x_train=np.array([0.5, 1.5]), y_train=np.array([1, 0]), x_test=np.array([[3]]), y_test=[0])
     with pytest.raises(DataError) as failure:
         read_keras_npz(path)
-    assert str(failure.value) == f"{path}: x_train should hold sequences, got float64 array"
+    assert str(failure.value) == (
+        f"{path}: x_train should be a 1-D object array of word-rank sequences or a 2-D integer array, "
+        "got a 1-D float64 array of shape (2,)"
+    )
 
 
 # The raw file encode reads is the one fetch verified.

@@ -98,11 +98,11 @@ def test_indexing_in_parallel_batches_gives_the_rows_of_one_process_in_label_the
 
 
 def test_encode_keras_matches_load_data_then_sequences_shaping(tmp_path):
-    path = write_keras_npz(tmp_path / "imdb.npz", [[1, 2, 3], [200]], [1, 0], [[5, 5]], [1])
+    path = write_keras_npz(tmp_path / "imdb.npz", [[1, 2, 3], [200]], [1, 0], [[5, 5], [1]], [1, 0])
     arrays = encode_keras(read_keras_npz(path), num_words=6)
     # Rank 3 becomes index 6, not below num_words=6, so OOV (2) too.
     assert arrays["x_train"].tolist() == [[0, 1, 1, 0, 1, 1], [0, 1, 1, 0, 0, 0]]
-    assert arrays["x_test"].tolist() == [[0, 1, 1, 0, 0, 0]]
+    assert arrays["x_test"].tolist() == [[0, 1, 1, 0, 0, 0], [0, 1, 0, 0, 1, 0]]
     assert arrays["y_train"].dtype == np.uint8
 
 
