@@ -6,6 +6,7 @@ integer ids: counting is a `bincount`, ranking one stable sort.
 
 import string
 from collections.abc import Iterable, Iterator
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from itertools import chain, islice
 
@@ -21,6 +22,10 @@ WORD_BYTES_ONLY = bytes(byte if chr(byte) in WORD_CHARACTERS else ord(" ") for b
 # Reviews go to the tokenizing processes in batches of this many: big enough that sending them
 # costs little, small enough that the last batch, tokenized after reading ends, is short.
 BATCH_REVIEWS = 2_000
+
+
+class TokenizingError(cli.StageError):
+    """A tokenizing worker process ended before its work was done."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,7 @@ def index_reviews(reviews: Iterable[tuple[ReviewKey, str]], source: object, work
 
     Raises:
         DataError: see `readers.aclimdb.ordered_rows`.
+        TokenizingError: a worker process died (killed, or out of memory) before it finished.
     """
     keys: list[ReviewKey] = []
     pool = cli.worker_pool(workers)
@@ -122,6 +128,11 @@ def index_reviews(reviews: Iterable[tuple[ReviewKey, str]], source: object, work
         parts = pool.map(token_ids, _batches(reviews, keys))
         rows = ordered_rows(keys, source)
         tokens = join_token_ids(parts)
+    except BrokenProcessPool:
+        raise TokenizingError(
+            f"a tokenizing worker process died (killed, or out of memory) while encoding {source}; "
+            "run the stage again"
+        ) from None
     finally:
         pool.shutdown(cancel_futures=True)
     labels = np.array([label for _, label, _ in keys], dtype=np.uint8)

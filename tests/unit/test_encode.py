@@ -1,11 +1,23 @@
 """Encoding: Keras' index rules, multi-hot rows, a train-only vocabulary, and both raw formats."""
 
+import multiprocessing
+import os
+import signal
+
 import numpy as np
 import pytest
 
+from imdb_regularization.cli import StageError
 from imdb_regularization.features.multi_hot import encode_aclimdb, encode_keras, keras_indices, multi_hot
 from imdb_regularization.features.ragged import Ragged, ragged_from_lists
-from imdb_regularization.features.vocabulary import index_reviews, join_token_ids, rank_words, token_ids, tokenize
+from imdb_regularization.features.vocabulary import (
+    TokenizingError,
+    index_reviews,
+    join_token_ids,
+    rank_words,
+    token_ids,
+    tokenize,
+)
 from imdb_regularization.readers.aclimdb import iter_reviews, ordered_rows
 from imdb_regularization.readers.keras_npz import read_keras_npz
 from imdb_regularization.readers.sources import DataError
@@ -129,6 +141,24 @@ def test_a_data_error_while_reading_ends_indexing_with_that_error(monkeypatch):
 
     with pytest.raises(DataError, match="is not UTF-8 text"):
         index_reviews(reviews(), "tiny.tar.gz", workers=2)
+
+
+def test_a_tokenizing_worker_killed_mid_run_ends_indexing_with_one_line(monkeypatch):
+    monkeypatch.setattr("imdb_regularization.features.vocabulary.BATCH_REVIEWS", 2)
+
+    def reviews():
+        yield from keyed("train", ["a b", "c"], ["d", "e"])
+        # What the kernel's out-of-memory killer, or a user's `kill -9`, does to the workers.
+        for worker in multiprocessing.active_children():
+            os.kill(worker.pid, signal.SIGKILL)
+        yield from keyed("test", ["f", "g"], ["h", "i"])
+
+    with pytest.raises(TokenizingError) as failure:
+        index_reviews(reviews(), "tiny.tar.gz", workers=2)
+    assert str(failure.value) == (
+        "a tokenizing worker process died (killed, or out of memory) while encoding tiny.tar.gz; run the stage again"
+    )
+    assert isinstance(failure.value, StageError)  # shown as one line, without a traceback
 
 
 def test_indexing_no_reviews_at_all_names_every_missing_folder():
