@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from tests.support.data import make_reviews, write_aclimdb_archive
+from tests.support.processes import describe, kill_all_under, processes_under, wait_until_none_under
 from tests.support.project import (
     copy_pipeline,
     dvc_result,
@@ -42,6 +43,10 @@ COMPARED_FILES = [
     "models/l1/model.keras",
 ]
 TIMEOUT_SECONDS = 300
+# How long everything a stopped command started may take to end.
+STOP_SECONDS = 10
+# A training this long (about a minute on the tiny data) would still run long after STOP_SECONDS.
+LONG_EPOCHS = 1000
 
 
 def _temporaries(root: Path) -> list[Path]:
@@ -132,6 +137,29 @@ def test_a_repro_stopped_during_training_leaves_no_output_that_looks_complete(re
     assert not (repo / "models" / "l1").exists()
     assert not (repo / "metrics" / "l1.json").exists()
     assert set(yaml.safe_load((repo / "dvc.lock").read_text())["stages"]) == {"fetch", "encode"}
+    assert stages_changed(repo) == MODEL_STAGES
+
+
+def test_a_stage_whose_dvc_is_killed_ends_too(repo):
+    original = (repo / "params.yaml").read_text()
+    set_params(repo, {"train.epochs": LONG_EPOCHS})
+    try:
+        process = _start_dvc(repo, "repro", stdout=subprocess.PIPE)
+        _read_until(process, TRAINING_STARTED)
+        running = processes_under(repo)
+        assert any("stages.train" in command for command in running.values()), describe(running)
+        process.kill()  # DVC's own process only, as `kill -9 <pid>` or the out-of-memory killer does
+        process.wait(timeout=TIMEOUT_SECONDS)
+        process.stdout.close()
+        # Before, the stage trained on as an orphan, and the next repro started a second one beside it.
+        left = wait_until_none_under(repo, STOP_SECONDS)
+        assert left == {}, f"still running {STOP_SECONDS} s after DVC was killed:\n{describe(left)}"
+    finally:
+        kill_all_under(repo)
+        (repo / "params.yaml").write_text(original)
+    assert not (repo / "models" / "l1").exists()
+    assert _temporaries(repo) == []
+    # DVC's lock on the stage's files names a process that is gone: the next repro (below) removes it.
     assert stages_changed(repo) == MODEL_STAGES
 
 
