@@ -47,21 +47,13 @@ def _decode(path: Path, name: str, raw: bytes) -> str:
         raise DataError(f"{path}: {name} is not UTF-8 text (byte {error.start} is 0x{raw[error.start]:02x})") from None
 
 
-def _is_review(name: str) -> bool:
-    return REVIEW_MEMBER.fullmatch(name) is not None
-
-
-def _check_new(path: Path, key: ReviewKey, name: str, seen: dict[ReviewKey, str]) -> None:
-    """Record that review `key` was read from member `name`; a second member for it is an error."""
-    first = seen.get(key)
-    if first is None:
-        seen[key] = name
-        return
+def _repeated(path: Path, key: ReviewKey, name: str, first: str) -> DataError:
+    """The error for a second member, `name`, holding review `key`, first read from member `first`."""
+    if first == name:
+        return DataError(f"{path}: {name} occurs twice")
     split, label, review_id = key
-    raise DataError(
-        f"{path}: {name} occurs twice"
-        if first == name
-        else f"{path}: {name} is review {review_id} of aclImdb/{split}/{LABELS[label]}/ again (first read as {first})"
+    return DataError(
+        f"{path}: {name} is review {review_id} of aclImdb/{split}/{LABELS[label]}/ again (first read as {first})"
     )
 
 
@@ -82,16 +74,18 @@ def iter_reviews(
         DataError: not a gzip'd tar, corrupted, a review that is not UTF-8, two members for the same
             review, or a review or the archive over its bound.
     """
-    seen: dict[ReviewKey, str] = {}
+    seen: dict[ReviewKey, str] = {}  # the member each review was read from
     try:
         with gzip.open(path) as stream:
             reviews = regular_files(
-                stream, _is_review, max_file_bytes=max_review_bytes, max_archive_bytes=max_archive_bytes
+                stream, REVIEW_MEMBER.fullmatch, max_file_bytes=max_review_bytes, max_archive_bytes=max_archive_bytes
             )
             for name, data in reviews:
                 key = _review_key(name)
                 if key is not None:
-                    _check_new(path, key, name, seen)
+                    if key in seen:
+                        raise _repeated(path, key, name, seen[key])
+                    seen[key] = name
                     yield key, _decode(path, name, data)
             # Reading stops at the end-of-archive block. Reading on to the end of the gzip stream makes
             # it check its CRC, so damage that still parsed as tar headers fails here, not silently.

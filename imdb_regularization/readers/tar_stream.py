@@ -101,13 +101,13 @@ def _name(header: bytes) -> bytes:
     return name
 
 
-def _keep_everything(_name: str) -> bool:
+def _keep_everything(_name: str) -> object:
     return True
 
 
 def regular_files(
     stream: ByteStream,
-    keep: Callable[[str], bool] = _keep_everything,
+    keep: Callable[[str], object] = _keep_everything,
     *,
     max_file_bytes: int | None = None,
     max_archive_bytes: int | None = None,
@@ -121,7 +121,7 @@ def regular_files(
 
     Args:
         stream: the uncompressed tar bytes.
-        keep: which file names to read; the others are skipped.
+        keep: which file names to read (those it returns something true for); the others are skipped.
         max_file_bytes: the largest file kept; None for no bound.
         max_archive_bytes: the most bytes the archive may take up to the end of any member; None for no bound.
 
