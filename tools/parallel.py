@@ -20,7 +20,8 @@ the command exits 1.
 SIGINT or SIGTERM to this command stops the runs of step 2 as Ctrl-C stops a `dvc repro`: each
 runs in a process group of its own, which gets SIGINT, so its stage deletes its unfinished
 outputs and DVC records nothing for it; a group still running `STOP_GRACE_SECONDS` later is
-killed. The command then ends with the shell's code for the signal.
+killed. The command then ends with the shell's code for the signal. If this command dies
+without that chance (`kill -9`, a closed terminal), the kernel sends each run SIGTERM.
 
 Run from the project root: `python -m tools.parallel [-j JOBS] [--group train]`.
 """
@@ -30,6 +31,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -199,6 +201,23 @@ def _signal_group(process: subprocess.Popen, signal_number: int) -> None:
 
 _children = ChildProcesses()
 
+# Starts the command in argv[2:] (by exec, so it keeps this pid) once the kernel is set to send it
+# SIGTERM when its parent, the runner whose pid is argv[1], dies; if that happened already, it exits.
+_END_WITH_PARENT = """
+import ctypes, os, signal, sys
+ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(128 + signal.SIGTERM)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def ending_with_this_process(command: list[str]) -> list[str]:
+    """`command`, started so that it gets SIGTERM if this process dies (Linux; elsewhere as it is)."""
+    if not sys.platform.startswith("linux"):
+        return command
+    return [sys.executable, "-c", _END_WITH_PARENT, str(os.getpid()), *command]
+
 
 def run_stages(stages: tuple[str, ...], log_dir: Path) -> StageRun:
     """`dvc repro --single-item <stages>`, its output going to `<log_dir>/<first stage>.log`."""
@@ -206,7 +225,7 @@ def run_stages(stages: tuple[str, ...], log_dir: Path) -> StageRun:
     started = time.perf_counter()
     with log_path.open("w", encoding="utf-8") as output:
         exit_code = _children.run(
-            dvc_command("--wait-for-lock", "repro", "--single-item", *stages),
+            ending_with_this_process(dvc_command("--wait-for-lock", "repro", "--single-item", *stages)),
             env=dvc_environment(),
             stdout=output,
             stderr=subprocess.STDOUT,

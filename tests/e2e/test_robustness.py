@@ -143,14 +143,19 @@ def test_a_repro_stopped_during_training_leaves_no_output_that_looks_complete(re
 def test_a_stage_whose_dvc_is_killed_ends_too(repo):
     original = (repo / "params.yaml").read_text()
     set_params(repo, {"train.epochs": LONG_EPOCHS})
+    # The output goes to a file, as to a terminal: a pipe closed by the test would end the stage with EPIPE.
+    log_path = repo.parent / "killed-repro.log"
     try:
-        process = _start_dvc(repo, "repro", stdout=subprocess.PIPE)
-        _read_until(process, TRAINING_STARTED)
+        with log_path.open("wb") as log:
+            process = _start_dvc(repo, "repro", stdout=log)
+        deadline = time.monotonic() + TIMEOUT_SECONDS
+        while TRAINING_STARTED not in log_path.read_text():
+            assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.2)
         running = processes_under(repo)
         assert any("stages.train" in command for command in running.values()), describe(running)
         process.kill()  # DVC's own process only, as `kill -9 <pid>` or the out-of-memory killer does
         process.wait(timeout=TIMEOUT_SECONDS)
-        process.stdout.close()
         # Before, the stage trained on as an orphan, and the next repro started a second one beside it.
         left = wait_until_none_under(repo, STOP_SECONDS)
         assert left == {}, f"still running {STOP_SECONDS} s after DVC was killed:\n{describe(left)}"

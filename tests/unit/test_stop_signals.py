@@ -223,3 +223,29 @@ def test_a_stop_to_the_stage_alone_cancels_its_queued_work_and_ends_its_workers(
     assert process.returncode == 128 + signal.SIGTERM
     assert "stopped by SIGTERM" in stderr and "Traceback" not in stderr
     assert _has_ended(int(worker), TIMEOUT_SECONDS)
+
+
+# A parallel runner reduced to its start of a `dvc repro`: the child, started as the runner starts
+# each run, prints its pid and waits for a signal; the runner waits for it.
+RUNNER = textwrap.dedent("""
+    import subprocess, sys
+    from tools.parallel import ending_with_this_process
+
+    child = [sys.executable, "-c", "import os, signal; print(os.getpid(), flush=True); signal.pause()"]
+    subprocess.run(ending_with_this_process(child), start_new_session=True)
+""")
+
+
+def test_the_runs_of_a_parallel_runner_killed_outright_end_with_it():
+    runner = subprocess.Popen(
+        [sys.executable, "-c", RUNNER],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    child = runner.stdout.readline()
+    assert child.strip().isdigit(), runner.communicate()
+    runner.kill()  # no chance to stop its runs, which are in sessions of their own
+    runner.wait(timeout=TIMEOUT_SECONDS)
+    assert _has_ended(int(child), 10)
