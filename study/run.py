@@ -182,7 +182,7 @@ def session_processes(session_id: int) -> list[int]:
     return members
 
 
-def _end_session(session_id: int, grace_seconds: float) -> None:
+def end_session(session_id: int, grace_seconds: float) -> None:
     """Wait up to `grace_seconds` for session `session_id`'s processes to end, then kill those left."""
     deadline = time.monotonic() + grace_seconds
     while (left := session_processes(session_id)) and time.monotonic() < deadline:
@@ -199,6 +199,8 @@ def _end_session(session_id: int, grace_seconds: float) -> None:
 def stop_queue(names: set[str]) -> list[str]:
     """Kill the queue's running experiments, stop its workers, and remove the tasks of `names` still queued or killed.
 
+    A stop must go on whatever DVC says, so a failure here is logged, not raised.
+
     Returns:
         The names of the tasks removed.
     """
@@ -206,14 +208,18 @@ def stop_queue(names: set[str]) -> list[str]:
 
     # Celery's connection warns that it assumes localhost, which is what DVC's local queue uses.
     logging.getLogger("kombu").setLevel(logging.ERROR)
-    with Repo() as repo:
-        queue = repo.experiments.celery_queue
-        queue.shutdown(kill=True)
-        removed = [entry.name for entry in queue.iter_queued() if entry.name in names]
-        removed += [done.entry.name for done in queue.iter_failed() if done.entry.name in names]
-        if removed:
-            queue.remove(revs=removed)
-    return [name for name in removed if name is not None]
+    removed: list[str] = []
+    try:
+        with Repo() as repo:
+            queue = repo.experiments.celery_queue
+            queue.shutdown(kill=True)
+            removed = [entry.name for entry in queue.iter_queued() if entry.name in names]
+            removed += [done.entry.name for done in queue.iter_failed() if done.entry.name in names]
+            if removed:
+                queue.remove(revs=removed)
+    except Exception as error:  # DVC's, celery's or the file system's: the processes are killed below anyway
+        log.warning("could not stop DVC's experiment queue: %s", cli.one_line(str(error) or type(error).__name__))
+    return removed
 
 
 def run_queue(jobs: int, names: set[str]) -> None:
@@ -234,7 +240,7 @@ def run_queue(jobs: int, names: set[str]) -> None:
         log.warning("stopping: killing the running experiments and the queue's workers")
         os.kill(process.pid, signal.SIGINT)
         removed = stop_queue(names)
-        _end_session(process.pid, STOP_GRACE_SECONDS)
+        end_session(process.pid, STOP_GRACE_SECONDS)
         log.warning("removed %d of this study's tasks from the queue", len(removed))
         raise
     if exit_code != 0:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from imdb_regularization.atomic import atomic_directory
+from study.run import end_session, session_processes
 from tests.support.project import PROJECT_ROOT
 
 TIMEOUT_SECONDS = 60
@@ -25,6 +26,7 @@ HALF_WRITER = textwrap.dedent("""
     from pathlib import Path
     from imdb_regularization import cli
     from imdb_regularization.atomic import atomic_directory
+from study.run import end_session, session_processes
 
     def main():
         with atomic_directory(Path(sys.argv[1])) as out:
@@ -249,3 +251,30 @@ def test_the_runs_of_a_parallel_runner_killed_outright_end_with_it():
     runner.kill()  # no chance to stop its runs, which are in sessions of their own
     runner.wait(timeout=TIMEOUT_SECONDS)
     assert _has_ended(int(child), 10)
+
+
+def test_a_session_s_processes_are_found_and_what_outlives_the_grace_period_is_killed():
+    # A leader in a session of its own with a child in the same session, as `dvc exp run --run-all`
+    # and the queue workers it starts.
+    leader = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys; subprocess.run([sys.executable, '-c', 'print(1, flush=True); "
+            "import signal; signal.pause()'])",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert leader.stdout.readline() == "1\n"
+        members = session_processes(leader.pid)
+        assert leader.pid in members and len(members) == 2
+        end_session(leader.pid, grace_seconds=0.2)
+        leader.wait(timeout=TIMEOUT_SECONDS)
+        assert all(_has_ended(pid, 10) for pid in members)
+        assert session_processes(leader.pid) == []
+    finally:
+        if leader.poll() is None:
+            os.killpg(leader.pid, signal.SIGKILL)
