@@ -26,7 +26,6 @@ HALF_WRITER = textwrap.dedent("""
     from pathlib import Path
     from imdb_regularization import cli
     from imdb_regularization.atomic import atomic_directory
-from study.run import end_session, session_processes
 
     def main():
         with atomic_directory(Path(sys.argv[1])) as out:
