@@ -17,7 +17,7 @@ from pathlib import Path
 
 from imdb_regularization import cli
 from imdb_regularization.atomic import atomic_directory
-from imdb_regularization.features.multi_hot import encode_aclimdb, encode_keras
+from imdb_regularization.features.multi_hot import index_aclimdb, index_keras
 from imdb_regularization.features.vocabulary import index_reviews
 from imdb_regularization.model.encoded_arrays import write_encoded
 from imdb_regularization.params import FIRST_WORD_INDEX, load_params
@@ -42,10 +42,10 @@ def main() -> None:
     raw_file = verified_raw_file(args.raw, SOURCES[data.source].filename)
     vocabulary = None
     if data.source == "keras":
-        arrays = encode_keras(read_keras_npz(raw_file), data.num_words)
+        arrays = index_keras(read_keras_npz(raw_file), data.num_words)
     else:
         reviews = index_reviews(iter_reviews(raw_file), raw_file, TOKENIZING_PROCESSES)
-        arrays, vocabulary = encode_aclimdb(reviews, data.num_words)
+        arrays, vocabulary = index_aclimdb(reviews, data.num_words)
         if len(vocabulary) < data.num_words - FIRST_WORD_INDEX:
             log.info(
                 "data.num_words=%d is more than the %d training words + %d reserved indices: "
@@ -54,6 +54,7 @@ def main() -> None:
                 len(vocabulary),
                 FIRST_WORD_INDEX,
             )
+    # The multi-hot rows are built and written a block at a time: memory does not grow with num_words.
     with atomic_directory(args.out) as out:
         write_encoded(out, arrays, vocabulary)
     log.info(

@@ -1,7 +1,8 @@
 """Stage `train@<model>`: fit one model of the comparison.
 
 Params: the `train` section and `models.<model>`.
-Reads: the encoded arrays in `<data>/` (`imdb_regularization.model.encoded_arrays`).
+Reads: the encoded arrays in `<data>/` (`imdb_regularization.model.encoded_arrays`), as float32
+rows or, when they are wide and mostly zeros (`train.input`), as sparse rows read a block at a time.
 Writes to `<models-dir>/<model>/`: `model.keras` and the files `evaluate` and `plots` read
 without TensorFlow (`imdb_regularization.model.files`): per-epoch history, each layer's
 weights, the test predictions.
@@ -32,16 +33,28 @@ def main() -> None:
     params = load_params()
     name = cli.resolve_model(args.model, params.models)
     spec, train = params.models[name], params.train
-    train_arrays, test_arrays = encoded_arrays.read_for_training(args.data)
-    fit_data, validation_data = encoded_arrays.fit_and_validation_data(
-        train_arrays, test_arrays, train.validation, train.seed
-    )
+    data = encoded_arrays.read_for_training(args.data, train.input)
 
     from imdb_regularization.model import network
 
+    # Converted once: validation on the test set and the test predictions share the one copy.
+    test = (network.model_input(data.test[0]), data.test[1])
+    fit_data, validation_data = encoded_arrays.fit_and_validation_data(data.train, test, train.validation, train.seed)
     network.seed_everything(train.seed)
-    model = network.build_model(num_words=train_arrays[0].shape[1], hidden_units=train.hidden_units, spec=spec)
-    log.info("training %s (%s, rate %g) for %d epochs", name, spec.regularizer, spec.rate, train.epochs)
+    model = network.build_model(
+        num_words=data.num_words, hidden_units=train.hidden_units, spec=spec, sparse=data.sparse
+    )
+    log.info(
+        "training %s (%s, rate %g) for %d epochs on %s rows (%.1f%% ones at num_words=%d; train.input: %s)",
+        name,
+        spec.regularizer,
+        spec.rate,
+        train.epochs,
+        "sparse" if data.sparse else "dense",
+        100 * data.density,
+        data.num_words,
+        train.input,
+    )
     history = network.train_model(model, train_data=fit_data, validation_data=validation_data, params=train)
 
     # The files appear together or not at all: evaluate and plots never see a partial model.
@@ -51,7 +64,7 @@ def main() -> None:
             out,
             history={"epoch": list(range(1, train.epochs + 1)), **history},
             weights=network.layer_weights(model),
-            test_predictions=network.predict_probabilities(model, test_arrays[0]),
+            test_predictions=network.predict_probabilities(model, test[0]),
         )
     last = {metric: values[-1] for metric, values in history.items()}
     log.info("%s: last val_bce %.4f, val_accuracy %.4f", name, last["val_bce"], last["val_accuracy"])

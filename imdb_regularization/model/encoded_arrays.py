@@ -2,24 +2,126 @@
 
 `<dir>/x_train.npy`, `y_train.npy`, `x_test.npy`, `y_test.npy`: uint8 multi-hot rows and 0/1 labels,
 named as in `readers.sources.ARRAY_NAMES`; for the aclimdb source also `<dir>/vocabulary.tsv`.
+
+The multi-hot rows take rows × num_words bytes, so both sides handle them a block of rows at a
+time: encode writes them block by block (`save_row_blocks`), and train reads them either whole,
+as float32 rows (narrow, dense data), or block by block into the columns of their ones
+(`SparseRows`, wide data, where a row holds a few hundred ones among thousands of zeros).
 """
 
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from imdb_regularization.atomic import save_array, write_text
+from imdb_regularization.atomic import atomic_path, save_array, write_text
 from imdb_regularization.params import FIRST_WORD_INDEX
 
 VOCABULARY = "vocabulary.tsv"
+# The most bytes of multi-hot rows read at once when they are turned into `SparseRows`.
+READ_BLOCK_BYTES = 32 * 2**20
+# `train.input: auto` trains on `SparseRows` when fewer than this fraction of x_train's values are
+# ones. TensorFlow's sparse products cost several times more per multiply-add than its dense
+# ones, so sparse input only pays off well below this; docs/speed.md measures both sides of it.
+SPARSE_BELOW_DENSITY = 0.05
+HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
-Arrays = tuple[np.ndarray, np.ndarray]
+
+class RowBlocks(Protocol):
+    """A 2-D array given a block of rows at a time (`features.multi_hot.MultiHotRows` is one)."""
+
+    @property
+    def shape(self) -> tuple[int, int]: ...
+
+    @property
+    def dtype(self) -> np.dtype: ...
+
+    def blocks(self) -> Iterator[np.ndarray]: ...
 
 
-def write_encoded(directory: Path, arrays: dict[str, np.ndarray], vocabulary: list[tuple[str, int]] | None) -> None:
-    """Write each array as `<name>.npy`, and the vocabulary (word, training-set count) if there is one."""
+@dataclass(frozen=True)
+class SparseRows:
+    """Rows of zeros and ones, kept as the columns of their ones.
+
+    Row i's ones are at `columns[row_starts[i]:row_starts[i + 1]]`: a compressed sparse row
+    matrix without its values, which are all 1.
+    """
+
+    row_starts: np.ndarray
+    columns: np.ndarray
+    num_columns: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.row_starts) - 1, self.num_columns
+
+    @property
+    def nonzeros(self) -> int:
+        return len(self.columns)
+
+    def take(self, rows: np.ndarray) -> "SparseRows":
+        """The rows numbered `rows`, in that order."""
+        lengths = np.diff(self.row_starts)[rows]
+        ends = np.cumsum(lengths)
+        # Each kept value's position: its row's start, plus its place within that row.
+        within = np.arange(ends[-1] if len(ends) else 0, dtype=np.int64) - np.repeat(ends - lengths, lengths)
+        positions = np.repeat(self.row_starts[rows], lengths) + within
+        return SparseRows(np.concatenate([[0], ends]).astype(np.int64), self.columns[positions], self.num_columns)
+
+    def to_dense(self) -> np.ndarray:
+        """The rows as a float32 array, as `read_for_training` gives dense data."""
+        dense = np.zeros(self.shape, dtype=np.float32)
+        dense[np.repeat(np.arange(self.shape[0]), np.diff(self.row_starts)), self.columns] = 1
+        return dense
+
+
+Arrays = tuple[np.ndarray | SparseRows, np.ndarray]
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """What train fits and validates on, and in which form (`sparse`) the rows are."""
+
+    train: Arrays
+    test: Arrays
+    sparse: bool
+    density: float
+
+    @property
+    def num_words(self) -> int:
+        return self.train[0].shape[1]
+
+
+def save_row_blocks(path: Path, rows: RowBlocks) -> None:
+    """Write `rows` as a .npy file, block by block: the bytes `np.save` writes for the whole array.
+
+    Raises:
+        ValueError: the blocks do not add up to `rows.shape`.
+    """
+    header = {"descr": np.lib.format.dtype_to_descr(rows.dtype), "fortran_order": False, "shape": rows.shape}
+    written = 0
+    with atomic_path(path) as temporary, temporary.open("wb") as file:
+        np.lib.format.write_array_header_1_0(file, header)
+        for block in rows.blocks():
+            if block.dtype != rows.dtype or block.shape[1:] != rows.shape[1:]:
+                raise ValueError(f"{path.name}: a block of {block.dtype} {block.shape} in {rows.dtype} {rows.shape}")
+            file.write(np.ascontiguousarray(block).data)
+            written += len(block)
+        if written != rows.shape[0]:
+            raise ValueError(f"{path.name}: the blocks hold {written} rows, not {rows.shape[0]}")
+
+
+def write_encoded(
+    directory: Path, arrays: Mapping[str, np.ndarray | RowBlocks], vocabulary: list[tuple[str, int]] | None
+) -> None:
+    """Write each array as `<name>.npy` (`RowBlocks` block by block), and the vocabulary (word, training-set count)."""
     for name, array in arrays.items():
-        save_array(directory / f"{name}.npy", array)
+        if isinstance(array, np.ndarray):
+            save_array(directory / f"{name}.npy", array)
+        else:
+            save_row_blocks(directory / f"{name}.npy", array)
     if vocabulary is not None:
         write_text(directory / VOCABULARY, vocabulary_tsv(vocabulary))
 
@@ -34,22 +136,87 @@ def read_array(directory: Path, name: str) -> np.ndarray:
     return np.load(directory / f"{name}.npy", allow_pickle=False)
 
 
-def read_for_training(directory: Path) -> tuple[Arrays, Arrays]:
-    """(x_train, y_train), (x_test, y_test) as Keras trains on them.
+def read_row_blocks(path: Path, max_bytes: int = READ_BLOCK_BYTES) -> Iterator[np.ndarray]:
+    """The rows of a 2-D .npy file in order, a block of at most `max_bytes` (and at least one row) at a time.
 
-    Keras' losses want float inputs, and (N, 1) targets to match the model's (N, 1) output.
+    Read from the file block by block rather than memory-mapped: the pages of a mapping count
+    toward the process's memory until it is unmapped, a block read only while the block lives.
+
+    Raises:
+        ValueError: the file holds no 2-D, C-ordered array.
     """
-    x_train, x_test = (read_array(directory, name).astype(np.float32) for name in ("x_train", "x_test"))
-    y_train, y_test = (read_array(directory, name).astype(np.float32)[:, None] for name in ("y_train", "y_test"))
-    return (x_train, y_train), (x_test, y_test)
+    with path.open("rb") as file:
+        version = np.lib.format.read_magic(file)
+        if version not in HEADER_READERS:
+            raise ValueError(f"{path} is a .npy file of format {version}, which np.save writes only for huge headers")
+        shape, fortran_order, dtype = HEADER_READERS[version](file)
+        if len(shape) != 2 or fortran_order or dtype.hasobject:
+            raise ValueError(f"{path} holds a {dtype} array of shape {shape}, not 2-D rows")
+        block_rows = max(1, max_bytes // max(1, shape[1] * dtype.itemsize))
+        for first in range(0, shape[0], block_rows):
+            count = min(block_rows, shape[0] - first)
+            block = np.fromfile(file, dtype=dtype, count=count * shape[1])
+            if block.size != count * shape[1]:
+                raise ValueError(f"{path} ends before its {shape[0]} rows")
+            yield block.reshape(count, shape[1])
 
 
-def split_validation(x: np.ndarray, y: np.ndarray, fraction: float, seed: int) -> tuple[Arrays, Arrays]:
+def read_sparse_rows(path: Path, max_bytes: int = READ_BLOCK_BYTES) -> SparseRows:
+    """The multi-hot rows of a .npy file as `SparseRows`, reading one block of rows at a time."""
+    starts, columns, num_columns, total = [np.zeros(1, dtype=np.int64)], [], 0, 0
+    for block in read_row_blocks(path, max_bytes):
+        rows, block_columns = np.nonzero(block)
+        starts.append(total + np.cumsum(np.bincount(rows, minlength=len(block))))
+        columns.append(block_columns.astype(np.int32))
+        total += len(block_columns)
+        num_columns = block.shape[1]
+    return SparseRows(np.concatenate(starts), np.concatenate(columns or [np.zeros(0, np.int32)]), num_columns)
+
+
+def choose_sparse(setting: str, density: float) -> bool:
+    """Whether to train on `SparseRows`: `train.input` (auto | dense | sparse), auto by the rows' density."""
+    if setting == "auto":
+        return bool(density < SPARSE_BELOW_DENSITY)
+    return setting == "sparse"
+
+
+def _labels(directory: Path, name: str) -> np.ndarray:
+    """Labels as Keras' losses want them: float, and (N, 1) to match the model's (N, 1) output."""
+    return read_array(directory, name).astype(np.float32)[:, None]
+
+
+def read_for_training(directory: Path, setting: str = "dense") -> TrainingData:
+    """(x_train, y_train), (x_test, y_test) as Keras trains on them, dense or sparse as `setting` (`train.input`) says.
+
+    Dense: float32 rows, as Keras' losses want float inputs. Sparse: `SparseRows`, read a block at
+    a time, so memory follows the ones the rows hold, not their width. The density of x_train is
+    counted a block at a time first (with `auto`), so a wide array is never held whole.
+    """
+    x_train_path, x_test_path = directory / "x_train.npy", directory / "x_test.npy"
+    counts = [(np.count_nonzero(block), block.size) for block in read_row_blocks(x_train_path)]
+    density = float(sum(ones for ones, _ in counts) / max(1, sum(size for _, size in counts)))
+    sparse = choose_sparse(setting, density)
+    x_train: np.ndarray | SparseRows
+    x_test: np.ndarray | SparseRows
+    if sparse:
+        x_train, x_test = read_sparse_rows(x_train_path), read_sparse_rows(x_test_path)
+    else:
+        x_train, x_test = (read_array(directory, name).astype(np.float32) for name in ("x_train", "x_test"))
+    train, test = (x_train, _labels(directory, "y_train")), (x_test, _labels(directory, "y_test"))
+    return TrainingData(train=train, test=test, sparse=sparse, density=density)
+
+
+def take_rows(x: np.ndarray | SparseRows, rows: np.ndarray) -> np.ndarray | SparseRows:
+    """The rows numbered `rows` of dense or sparse rows."""
+    return x.take(rows) if isinstance(x, SparseRows) else x[rows]
+
+
+def split_validation(x: np.ndarray | SparseRows, y: np.ndarray, fraction: float, seed: int) -> tuple[Arrays, Arrays]:
     """Hold out a seeded random `fraction` of the training set for validation."""
     order = np.random.default_rng(seed).permutation(len(y))
     held_out = int(round(len(y) * fraction))
     validation, train = order[:held_out], order[held_out:]
-    return (x[train], y[train]), (x[validation], y[validation])
+    return (take_rows(x, train), y[train]), (take_rows(x, validation), y[validation])
 
 
 def fit_and_validation_data(train: Arrays, test: Arrays, validation: str | float, seed: int) -> tuple[Arrays, Arrays]:

@@ -1,15 +1,20 @@
 """The network of the comparison, how it is trained and saved: the only module that imports TensorFlow.
 
-Every model shares `build_model` and `train_model`; only the regularizer differs.
+Every model shares `build_model` and `train_model`; only the regularizer differs. Wide, sparse
+multi-hot rows (`encoded_arrays.SparseRows`) train as `tf.SparseTensor` batches through
+`SparseRowsDense`, whose cost follows the ones a review holds rather than `num_words`; the
+saved model is the same plain network either way.
 """
 
 import json
 import zipfile
 from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
 
 from imdb_regularization.cli import StageError
+from imdb_regularization.model.encoded_arrays import SparseRows
 from imdb_regularization.model.keras_import import hidden_module, native_startup_lines_dropped
 from imdb_regularization.params import RegularizerSpec, TrainParams
 
@@ -19,6 +24,9 @@ with hidden_module("matplotlib"), native_startup_lines_dropped():
     from keras import layers
 
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
+# Keras' own name for the first functional model of a process, given explicitly: the model saved
+# after a sparse training is a second model, and must be saved under the same name.
+MODEL_NAME = "functional"
 
 
 class TrainingError(StageError):
@@ -38,25 +46,86 @@ def make_regularizer(spec: RegularizerSpec) -> keras.regularizers.Regularizer | 
     raise ValueError(f"unknown regularizer {spec.regularizer!r}")
 
 
-def build_model(*, num_words: int, hidden_units: tuple[int, ...], spec: RegularizerSpec) -> keras.Model:
+@tf.custom_gradient
+def _sparse_product(indices: tf.Tensor, values: tf.Tensor, dense_shape: tf.Tensor, kernel: tf.Tensor):
+    """rows @ kernel for sparse rows (indices, values, dense_shape); its gradient for the kernel is rowsᵀ @ upstream.
+
+    Both products run on the rows as a compressed sparse row (CSR) matrix, one multiply-add per
+    non-zero and kernel column; the transpose for the gradient is a CSR matrix too, so neither
+    product ever touches the zeros.
+    """
+    rows = tf.raw_ops.SparseTensorToCSRSparseMatrix(indices=indices, values=values, dense_shape=dense_shape)
+    product = tf.raw_ops.SparseMatrixMatMul(a=rows, b=kernel)
+
+    def gradient(upstream: tf.Tensor) -> tuple[None, None, None, tf.Tensor]:
+        transposed = tf.raw_ops.SparseMatrixTranspose(input=rows, type=kernel.dtype)
+        return None, None, None, tf.raw_ops.SparseMatrixMatMul(a=transposed, b=upstream)
+
+    return product, gradient
+
+
+class SparseRowsDense(layers.Dense):
+    """`layers.Dense` that multiplies a `tf.SparseTensor` batch through its non-zeros only.
+
+    Keras' Dense accepts a SparseTensor too, but gathers one copy of a kernel row per non-zero
+    before summing them (a batch's non-zeros × units floats, the whole validation set's at once
+    when the model is called on it) and scatters its gradient back the same way: in time and in
+    memory it costs more than the dense product it replaces. Dense inputs take Dense's own path.
+    Same weights, same name, same config: only training uses this class (see `save_model`).
+    """
+
+    def call(self, inputs, training=None):
+        if not isinstance(inputs, tf.SparseTensor):
+            return super().call(inputs, training=training)
+        # The kernel read outside the custom gradient, which then returns the gradient for that value.
+        kernel = tf.convert_to_tensor(self.kernel)
+        outputs = _sparse_product(inputs.indices, inputs.values, inputs.dense_shape, kernel)
+        outputs = tf.ensure_shape(outputs, (None, self.units))
+        if self.bias is not None:
+            outputs = keras.ops.add(outputs, self.bias)
+        return self.activation(outputs) if self.activation is not None else outputs
+
+
+def build_model(
+    *, num_words: int, hidden_units: tuple[int, ...], spec: RegularizerSpec, sparse: bool = False
+) -> keras.Model:
     """The notebook's network: ReLU hidden layers carrying the regularizer, then one sigmoid unit.
 
     Args:
         num_words: width of the multi-hot input.
         hidden_units: units of each hidden layer, (128, 128) in the notebook.
         spec: the regularizer of the hidden layers' kernels; the output layer has none.
+        sparse: take `tf.SparseTensor` rows (`to_sparse_tensor`), the first layer a `SparseRowsDense`.
 
     Returns:
         An uncompiled model whose layers are named `hidden_1`, `hidden_2`, ..., `output`.
     """
-    inputs = keras.Input(shape=(num_words,), name="multi_hot")
+    inputs = keras.Input(shape=(num_words,), sparse=sparse, name="multi_hot")
     features = inputs
     for number, units in enumerate(hidden_units, start=1):
-        features = layers.Dense(
+        dense_class = SparseRowsDense if sparse and number == 1 else layers.Dense
+        features = dense_class(
             units, activation="relu", kernel_regularizer=make_regularizer(spec), name=f"hidden_{number}"
         )(features)
     outputs = layers.Dense(1, activation="sigmoid", name="output")(features)
-    return keras.Model(inputs, outputs)
+    return keras.Model(inputs, outputs, name=MODEL_NAME)
+
+
+def to_sparse_tensor(rows: SparseRows) -> tf.SparseTensor:
+    """`SparseRows` as the `tf.SparseTensor` a sparse model takes: a 1.0 at each (row, column) of a one."""
+    # Filled in place: TensorFlow copies the indices once more, and every copy is the size of the data.
+    indices = np.empty((rows.nonzeros, 2), dtype=np.int64)
+    indices[:, 0] = np.repeat(np.arange(rows.shape[0], dtype=np.int64), np.diff(rows.row_starts))
+    indices[:, 1] = rows.columns
+    return tf.SparseTensor(indices, tf.ones(rows.nonzeros, dtype=tf.float32), rows.shape)
+
+
+ModelInput: TypeAlias = "np.ndarray | SparseRows | tf.SparseTensor"
+
+
+def model_input(x: ModelInput) -> np.ndarray | tf.SparseTensor:
+    """Rows as the model takes them: `SparseRows` as a `tf.SparseTensor`, the others as they are."""
+    return to_sparse_tensor(x) if isinstance(x, SparseRows) else x
 
 
 def _optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
@@ -74,7 +143,7 @@ class ValidationMetrics(keras.callbacks.Callback):
     run after user callbacks, so they record these.
     """
 
-    def __init__(self, x: np.ndarray, y: np.ndarray):
+    def __init__(self, x: np.ndarray | tf.SparseTensor, y: np.ndarray):
         super().__init__()
         self.x, self.y = x, y
 
@@ -95,8 +164,8 @@ class ValidationMetrics(keras.callbacks.Callback):
 def train_model(
     model: keras.Model,
     *,
-    train_data: tuple[np.ndarray, np.ndarray],
-    validation_data: tuple[np.ndarray, np.ndarray],
+    train_data: tuple[ModelInput, np.ndarray],
+    validation_data: tuple[ModelInput, np.ndarray],
     params: TrainParams,
 ) -> dict[str, list[float]]:
     """Compile and fit `model`; returns its per-epoch history.
@@ -104,7 +173,8 @@ def train_model(
     The `bce` metric is the cross-entropy without the regularization penalty, which
     `loss` includes, so models with different penalties compare on `val_bce`. (A metric
     object also avoids the rank error that `metrics=['binary_crossentropy']` raises on
-    Keras 3 with 1-D targets.)
+    Keras 3 with 1-D targets.) `SparseRows` go in as one `tf.SparseTensor`: Keras batches it
+    with the same seeded shuffle as dense rows, so both see the same batches in the same order.
 
     Raises:
         TrainingError: the loss stopped being finite (the learning rate is too high).
@@ -115,11 +185,13 @@ def train_model(
         metrics=["accuracy", keras.metrics.BinaryCrossentropy(name="bce")],
         steps_per_execution=params.steps_per_execution,
     )
+    validation_x, validation_y = validation_data
     fitted = model.fit(
-        *train_data,
+        model_input(train_data[0]),
+        train_data[1],
         epochs=params.epochs,
         batch_size=params.batch_size,
-        callbacks=[ValidationMetrics(*validation_data), keras.callbacks.TerminateOnNaN()],
+        callbacks=[ValidationMetrics(model_input(validation_x), validation_y), keras.callbacks.TerminateOnNaN()],
         verbose=2,
     )
     history = {name: [float(value) for value in values] for name, values in fitted.history.items()}
@@ -145,8 +217,31 @@ def _renumber_shared_objects(config: object, numbers: dict[int, int]) -> object:
     return config
 
 
+def plain_model(model: keras.Model) -> keras.Model:
+    """`model` as `build_model(sparse=False)` makes it, with the same weights and optimizer state.
+
+    A model trained on sparse rows is saved as this copy, so every saved model is the same plain
+    network, which loads without this module and predicts on dense rows. The model is a chain
+    of Dense layers, rebuilt from their configs (`SparseRowsDense`'s is Dense's).
+    """
+    if not any(isinstance(layer, SparseRowsDense) for layer in model.layers):
+        return model
+    input_layer, *dense_layers = model.layers
+    inputs = keras.Input(shape=model.input_shape[1:], name=input_layer.name)
+    features = inputs
+    for layer in dense_layers:
+        features = layers.Dense.from_config(layer.get_config())(features)
+    plain = keras.Model(inputs, features, name=model.name)
+    plain.set_weights(model.get_weights())
+    if model.compiled:
+        plain.compile_from_config(model.get_compile_config())
+        for copy, original in zip(plain.optimizer.variables, model.optimizer.variables, strict=True):
+            copy.assign(original)
+    return plain
+
+
 def save_model(model: keras.Model, path: Path) -> None:
-    """`model.save(path)`, with bytes that depend on the model only.
+    """`plain_model(model).save(path)`, with bytes that depend on the model only.
 
     Keras stamps the time of saving into a .keras file (`date_saved` in metadata.json and the
     zip entry's time of the weights) and the memory addresses of shared objects into its config
@@ -154,7 +249,7 @@ def save_model(model: keras.Model, path: Path) -> None:
     rerun everything downstream. The zip is rewritten without the times, and with the shared
     objects numbered 1, 2, ... in order of appearance (they only have to match each other).
     """
-    model.save(path)
+    plain_model(model).save(path)
     with zipfile.ZipFile(path) as saved:
         entries = [(info, saved.read(info)) for info in saved.infolist()]
     with zipfile.ZipFile(path, "w") as rewritten:
@@ -170,13 +265,13 @@ def save_model(model: keras.Model, path: Path) -> None:
             rewritten.writestr(entry, data)
 
 
-def predict_probabilities(model: keras.Model, x: np.ndarray) -> np.ndarray:
-    """P(positive) for each row of `x`, in one call of the model.
+def predict_probabilities(model: keras.Model, x: ModelInput) -> np.ndarray:
+    """P(positive) for each row of `x` (dense rows, or `SparseRows` for a sparse model), in one call of the model.
 
     `model.predict` would first build a TensorFlow function and then run batch by batch, which
     costs more than this whole forward pass on arrays of this size.
     """
-    return keras.ops.convert_to_numpy(model(x, training=False))[:, 0]
+    return keras.ops.convert_to_numpy(model(model_input(x), training=False))[:, 0]
 
 
 def layer_weights(model: keras.Model) -> dict[str, np.ndarray]:

@@ -1,12 +1,19 @@
 """`imdb_regularization.model.encoded_arrays`: the contract between encode, which writes, and train/evaluate."""
 
+import tracemalloc
+
 import numpy as np
+import pytest
 
 from imdb_regularization.model.encoded_arrays import (
     VOCABULARY,
+    choose_sparse,
     fit_and_validation_data,
     read_array,
     read_for_training,
+    read_row_blocks,
+    read_sparse_rows,
+    save_row_blocks,
     split_validation,
     vocabulary_tsv,
     write_encoded,
@@ -23,7 +30,9 @@ ARRAYS = {
 def test_what_encode_writes_train_reads_as_float32_rows_and_column_labels(tmp_path):
     write_encoded(tmp_path, ARRAYS, vocabulary=None)
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(f"{name}.npy" for name in ARRAYS)
-    (x_train, y_train), (x_test, y_test) = read_for_training(tmp_path)
+    data = read_for_training(tmp_path, "dense")
+    (x_train, y_train), (x_test, y_test) = data.train, data.test
+    assert data.sparse is False and data.density == 5 / 12
     assert (x_train.dtype, x_train.shape, y_train.dtype, y_train.shape) == (np.float32, (3, 4), np.float32, (3, 1))
     assert (x_test.shape, y_test.shape) == ((2, 4), (2, 1))
     np.testing.assert_array_equal(x_train, ARRAYS["x_train"])
@@ -53,3 +62,94 @@ def test_validation_is_the_test_set_or_a_seeded_held_out_fraction():
     again = split_validation(x, y, fraction=0.3, seed=1)
     np.testing.assert_array_equal(again[1][1], held_y)
     assert split_validation(x, y, fraction=0.3, seed=2)[1][1].tolist() != held_y.tolist()
+
+
+def _wide_rows(rows: int, width: int, ones_per_row: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = np.zeros((rows, width), dtype=np.uint8)
+    for row in x:
+        row[rng.choice(width, size=ones_per_row, replace=False)] = 1
+    x[3] = 0  # a review without any word of the vocabulary: an empty row
+    return x
+
+
+def test_sparse_rows_read_in_blocks_hold_exactly_the_ones(tmp_path):
+    x = _wide_rows(50, 300, 7)
+    np.save(tmp_path / "x.npy", x)
+    # Blocks of 3 rows (1,000 bytes), the last one short: every block boundary must line up.
+    rows = read_sparse_rows(tmp_path / "x.npy", max_bytes=1_000)
+    assert rows.shape == (50, 300) and rows.nonzeros == 7 * 49
+    assert rows.columns.dtype == np.int32 and rows.row_starts[-1] == rows.nonzeros
+    np.testing.assert_array_equal(rows.to_dense(), x)
+    blocks = list(read_row_blocks(tmp_path / "x.npy", max_bytes=1_000))
+    assert [len(block) for block in blocks] == [3] * 16 + [2]
+    picked = np.array([4, 3, 0, 4])
+    np.testing.assert_array_equal(rows.take(picked).to_dense(), x[picked])
+
+
+def test_reading_a_block_at_a_time_holds_one_block_not_the_array(tmp_path):
+    x = _wide_rows(2_000, 5_000, 20)  # 10 MB of uint8 rows
+    np.save(tmp_path / "x.npy", x)
+    tracemalloc.start()
+    try:
+        rows = read_sparse_rows(tmp_path / "x.npy", max_bytes=500_000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # One 500 kB block and its nonzero positions, plus the result: far below the 10 MB array (or its float32 copy).
+    assert peak < 2_000_000, peak
+    assert rows.nonzeros == 20 * 1_999
+
+
+@pytest.mark.parametrize(("setting", "density", "sparse"), [("auto", 0.44, False), ("auto", 0.013, True)])
+def test_auto_input_is_dense_for_the_default_width_and_sparse_for_wide_rows(setting, density, sparse):
+    # 0.44 and 0.013: the share of ones at num_words=100 and 10,000 on the IMDB reviews.
+    assert choose_sparse(setting, density) is sparse
+    assert choose_sparse("dense", density) is False and choose_sparse("sparse", density) is True
+
+
+def test_wide_rows_read_for_training_as_sparse_rows(tmp_path):
+    arrays = {"x_train": _wide_rows(40, 1_000, 9), "y_train": np.arange(40, dtype=np.uint8) % 2}
+    arrays |= {"x_test": _wide_rows(20, 1_000, 9, seed=1), "y_test": np.arange(20, dtype=np.uint8) % 2}
+    write_encoded(tmp_path, arrays, vocabulary=None)
+    data = read_for_training(tmp_path, "auto")
+    assert data.sparse is True and data.num_words == 1_000
+    assert data.density == pytest.approx(9 * 39 / 40_000)
+    np.testing.assert_array_equal(data.train[0].to_dense(), arrays["x_train"])
+    np.testing.assert_array_equal(data.test[0].to_dense(), arrays["x_test"])
+    assert data.train[1].shape == (40, 1)
+    # The held-out split takes the same rows, with their labels, as the dense one does.
+    dense = read_for_training(tmp_path, "dense")
+    (sparse_fit, sparse_held), (dense_fit, dense_held) = (
+        fit_and_validation_data(each.train, each.test, 0.25, seed=3) for each in (data, dense)
+    )
+    np.testing.assert_array_equal(sparse_fit[0].to_dense(), dense_fit[0])
+    np.testing.assert_array_equal(sparse_held[0].to_dense(), dense_held[0])
+    np.testing.assert_array_equal(sparse_held[1], dense_held[1])
+
+
+class _Blocks:
+    """Rows given in blocks, as `features.multi_hot.MultiHotRows` gives them."""
+
+    def __init__(self, array: np.ndarray, block_rows: int):
+        self.array, self.block_rows = array, block_rows
+        self.shape, self.dtype = array.shape, array.dtype
+
+    def blocks(self):
+        for first in range(0, len(self.array), self.block_rows):
+            yield self.array[first : first + self.block_rows]
+
+
+def test_rows_written_block_by_block_are_the_bytes_np_save_writes(tmp_path):
+    x = _wide_rows(23, 70, 5)
+    save_row_blocks(tmp_path / "blocks.npy", _Blocks(x, block_rows=4))
+    np.save(tmp_path / "whole.npy", x)
+    assert (tmp_path / "blocks.npy").read_bytes() == (tmp_path / "whole.npy").read_bytes()
+
+
+def test_blocks_that_do_not_add_up_leave_no_file(tmp_path):
+    short = _Blocks(_wide_rows(10, 8, 2), block_rows=3)
+    short.shape = (11, 8)
+    with pytest.raises(ValueError, match="hold 10 rows, not 11"):
+        save_row_blocks(tmp_path / "x.npy", short)
+    assert list(tmp_path.iterdir()) == []
