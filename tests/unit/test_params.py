@@ -63,6 +63,10 @@ BAD_PARAMS = {
         _replace("steps_per_execution: 50", "steps_per_execution: 0"),
         "train.steps_per_execution must be an integer from 1 to 1,000, got 0",
     ),
+    "unknown train input": (
+        _replace("input: auto", "input: csr"),
+        "train.input must be one of auto, dense, sparse, got 'csr'",
+    ),
     "zero batch size": (
         _replace("batch_size: 500", "batch_size: 0"),
         "train.batch_size must be an integer from 1 to 25,000, got 0",
