@@ -51,8 +51,14 @@ log = logging.getLogger("tools.parallel")
 JOBS_VARIABLE = "PARALLEL_JOBS"
 # A training keeps about one core busy on average (TensorFlow's start-up is single-threaded and
 # these small layers do not fill two threads), so one process more than there are cores keeps the
-# cores busy; the benchmark's parallel run shows the effect of --jobs.
+# cores busy; the benchmark's parallel run shows the effect of --jobs. Fewer when the trainings
+# would not fit in memory (`default_jobs`).
 DEFAULT_JOBS = (os.cpu_count() or 1) + 1
+# The train stages' input, as dvc.yaml gives it to them: what the memory of one training follows.
+ENCODED_DIR = Path("data/encoded")
+# The share of the available memory the trainings may take: the rest is for DVC, the stages that
+# follow them and whatever else the machine runs.
+MEMORY_SHARE = 0.8
 LOG_DIR = Path(".dvc/tmp/parallel")
 LOG_TAIL_LINES = 15
 LOCK_FILE = Path("dvc.lock")
@@ -340,6 +346,49 @@ def _run_group(chains: list[tuple[str, ...]], in_sequential_order: list[str], jo
         )
 
 
+def available_memory(meminfo: Path = Path("/proc/meminfo")) -> int | None:
+    """Bytes of memory the kernel could give new processes (MemAvailable); None where there is no /proc/meminfo."""
+    try:
+        lines = meminfo.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def jobs_that_fit(cpu_jobs: int, training_bytes: int, available_bytes: int | None) -> int:
+    """`cpu_jobs`, or fewer when that many trainings of `training_bytes` each would not fit (at least one)."""
+    if available_bytes is None:
+        return cpu_jobs
+    return max(1, min(cpu_jobs, int(MEMORY_SHARE * available_bytes // training_bytes)))
+
+
+def default_jobs(group: str) -> int:
+    """Cores + 1, fewer if the trainings would not fit in memory; logs the estimate behind the choice."""
+    if group != "train" or not (ENCODED_DIR / "x_train.npy").exists():
+        return DEFAULT_JOBS
+    from imdb_regularization.model.encoded_arrays import estimate_training_memory
+    from imdb_regularization.params import load_params
+
+    train = load_params().train
+    estimate = estimate_training_memory(ENCODED_DIR, train.input, train.hidden_units[0])
+    available = available_memory()
+    jobs = jobs_that_fit(DEFAULT_JOBS, estimate.bytes, available)
+    log.info(
+        "one training needs about %.1f GB (num_words=%d, %s rows, %.0f ones a row); %s available: %d at a time%s",
+        estimate.bytes / 2**30,
+        estimate.num_words,
+        "sparse" if estimate.sparse else "dense",
+        estimate.ones_per_row,
+        "unknown memory" if available is None else f"{available / 2**30:.1f} GB",
+        jobs,
+        f" (cores + 1 = {DEFAULT_JOBS})" if jobs == DEFAULT_JOBS else f", not cores + 1 = {DEFAULT_JOBS}",
+    )
+    return jobs
+
+
 def parse_jobs(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"--jobs and ${JOBS_VARIABLE} take a whole number >= 1, got {text!r}")
@@ -352,8 +401,9 @@ def main() -> None:
         "-j",
         "--jobs",
         type=parse_jobs,
-        default=os.environ.get(JOBS_VARIABLE, str(DEFAULT_JOBS)),
-        help=f"stages run at once (default: ${JOBS_VARIABLE}, else cores + 1 = {DEFAULT_JOBS})",
+        default=os.environ.get(JOBS_VARIABLE),
+        help=f"stages run at once (default: ${JOBS_VARIABLE}, else cores + 1 = {DEFAULT_JOBS}, "
+        "fewer if that many trainings would not fit in memory)",
     )
     parser.add_argument("--group", default="train", help="the foreach group to run concurrently (default: train)")
     args = parser.parse_args()
@@ -367,7 +417,8 @@ def main() -> None:
     after = followers(graph, members)
     chains = [(member, *after[member]) for member in changed_stages(members)]
     if chains:
-        _run_group(chains, list(graph), args.jobs)
+        # Chosen once the upstream stages ran: the memory of a training follows the data they wrote.
+        _run_group(chains, list(graph), args.jobs or default_jobs(args.group))
     _repro()
 
 

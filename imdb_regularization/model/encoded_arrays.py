@@ -27,6 +27,16 @@ READ_BLOCK_BYTES = 32 * 2**20
 # ones, so sparse input only pays off well below this; docs/speed.md measures both sides of it.
 SPARSE_BELOW_DENSITY = 0.05
 HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+# What one train stage holds in memory, for `estimate_training_memory`, from the peak RSS of train
+# stages measured at num_words 100, 10,000 and 30,000 (docs/speed.md), rounded up: the process
+# with TensorFlow and Keras loaded; each one of sparse rows (its int64 index pair and float32 value,
+# in NumPy, in TensorFlow and in Keras' batching); each value of dense rows (float32 in NumPy and
+# in TensorFlow, and the uint8 rows read); each weight of the first layer (the weight, its
+# gradient, Adam's two moments and the temporaries of the update and the penalty).
+TRAINING_BASE_BYTES = 700 * 2**20
+BYTES_PER_SPARSE_ONE = 48
+BYTES_PER_DENSE_VALUE = 12
+BYTES_PER_FIRST_LAYER_WEIGHT = 40
 
 
 class RowBlocks(Protocol):
@@ -204,6 +214,45 @@ def read_for_training(directory: Path, setting: str = "dense") -> TrainingData:
         x_train, x_test = (read_array(directory, name).astype(np.float32) for name in ("x_train", "x_test"))
     train, test = (x_train, _labels(directory, "y_train")), (x_test, _labels(directory, "y_test"))
     return TrainingData(train=train, test=test, sparse=sparse, density=density)
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """What one train stage needs at the encoded arrays' width, and why."""
+
+    bytes: int
+    sparse: bool
+    num_words: int
+    ones_per_row: float
+
+
+def training_memory(*, rows: int, num_words: int, ones: int, first_layer_units: int, sparse: bool) -> int:
+    """Peak bytes of one train stage on `rows` multi-hot rows (train and test) holding `ones` ones."""
+    data = BYTES_PER_SPARSE_ONE * ones if sparse else BYTES_PER_DENSE_VALUE * rows * num_words
+    return TRAINING_BASE_BYTES + data + BYTES_PER_FIRST_LAYER_WEIGHT * num_words * first_layer_units
+
+
+def estimate_training_memory(directory: Path, setting: str, first_layer_units: int) -> MemoryEstimate:
+    """`training_memory` for the encoded arrays in `directory`, trained as `setting` (`train.input`) says.
+
+    The ones are counted in the first block of x_train and scaled to all rows, so the estimate
+    reads a block, not the arrays: the rows are ordered by label and review id, and one block
+    holds thousands of them.
+    """
+    x_train_path, x_test_path = directory / "x_train.npy", directory / "x_test.npy"
+    first_block = next(read_row_blocks(x_train_path))
+    rows = sum(np.load(path, mmap_mode="r").shape[0] for path in (x_train_path, x_test_path))
+    num_words = first_block.shape[1]
+    ones_per_row = float(np.count_nonzero(first_block) / max(1, len(first_block)))
+    sparse = choose_sparse(setting, ones_per_row / num_words)
+    estimate = training_memory(
+        rows=rows,
+        num_words=num_words,
+        ones=int(np.ceil(ones_per_row * rows)),
+        first_layer_units=first_layer_units,
+        sparse=sparse,
+    )
+    return MemoryEstimate(bytes=estimate, sparse=sparse, num_words=num_words, ones_per_row=ones_per_row)
 
 
 def take_rows(x: np.ndarray | SparseRows, rows: np.ndarray) -> np.ndarray | SparseRows:

@@ -8,6 +8,7 @@ import pytest
 from imdb_regularization.model.encoded_arrays import (
     VOCABULARY,
     choose_sparse,
+    estimate_training_memory,
     fit_and_validation_data,
     read_array,
     read_for_training,
@@ -15,6 +16,7 @@ from imdb_regularization.model.encoded_arrays import (
     read_sparse_rows,
     save_row_blocks,
     split_validation,
+    training_memory,
     vocabulary_tsv,
     write_encoded,
 )
@@ -153,3 +155,31 @@ def test_blocks_that_do_not_add_up_leave_no_file(tmp_path):
     with pytest.raises(ValueError, match="hold 10 rows, not 11"):
         save_row_blocks(tmp_path / "x.npy", short)
     assert list(tmp_path.iterdir()) == []
+
+
+# Peak RSS (MB) of train stages on the IMDB archive (/usr/bin/time -v, 25,000 + 25,000 rows):
+# (num_words, sparse, ones per row, measured peak).
+MEASURED_TRAININGS = [(100, False, 43.6, 690), (10_000, False, 131.2, 5_680), (10_000, True, 131.2, 910)]
+
+
+@pytest.mark.parametrize(("num_words", "sparse", "ones_per_row", "peak_mb"), MEASURED_TRAININGS)
+def test_the_training_memory_estimate_covers_measured_trainings_without_wasting_much(
+    num_words, sparse, ones_per_row, peak_mb
+):
+    estimate = training_memory(
+        rows=49_992, num_words=num_words, ones=int(ones_per_row * 49_992), first_layer_units=128, sparse=sparse
+    )
+    assert peak_mb * 2**20 <= estimate <= 1.35 * peak_mb * 2**20
+
+
+def test_the_estimate_reads_the_width_and_ones_of_the_encoded_rows(tmp_path):
+    arrays = {"x_train": _wide_rows(40, 20_000, 30), "y_train": np.zeros(40, dtype=np.uint8)}
+    arrays |= {"x_test": _wide_rows(20, 20_000, 30, seed=1), "y_test": np.zeros(20, dtype=np.uint8)}
+    write_encoded(tmp_path, arrays, vocabulary=None)
+    estimate = estimate_training_memory(tmp_path, "auto", first_layer_units=8)
+    assert (estimate.sparse, estimate.num_words, estimate.ones_per_row) == (True, 20_000, 30 * 39 / 40)
+    expected = training_memory(
+        rows=60, num_words=20_000, ones=int(np.ceil(29.25 * 60)), first_layer_units=8, sparse=True
+    )
+    assert estimate.bytes == expected
+    assert estimate_training_memory(tmp_path, "dense", first_layer_units=8).bytes > estimate.bytes
