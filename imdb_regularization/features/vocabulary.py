@@ -130,8 +130,7 @@ def index_reviews(reviews: Iterable[tuple[ReviewKey, str]], source: object, work
         tokens = join_token_ids(parts)
     except BrokenProcessPool:
         raise TokenizingError(
-            f"a tokenizing worker process died (killed, or out of memory) while encoding {source}; "
-            "run the stage again"
+            f"a tokenizing worker process died (killed, or out of memory) while encoding {source}; run the stage again"
         ) from None
     finally:
         pool.shutdown(cancel_futures=True)
