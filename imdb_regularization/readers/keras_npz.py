@@ -88,7 +88,7 @@ class _PickledArray:
         elif not dtype.hasobject and isinstance(data, bytes) and len(data) == count * dtype.itemsize:
             flat = np.frombuffer(data, dtype=dtype, count=count).copy()
         else:
-            raise pickle.UnpicklingError(f"the data of a {dtype} array of shape {shape} does not fit it")
+            raise pickle.UnpicklingError(f"the data does not fit an array of {dtype} and shape {shape}")
         self.array = flat.reshape(shape, order="F" if fortran_order else "C")
 
 

@@ -271,7 +271,7 @@ HOSTILE_PICKLES = {
     "shape-not-sizes": (_Array(OBJECT_DTYPE, REVIEWS, shape=(-2,)), "the array shape (-2,) is not a tuple of sizes"),
     "data-too-short": (
         _Array(OBJECT_DTYPE, REVIEWS, shape=(3,)),
-        "the data of a object array of shape (3,) does not fit it",
+        "the data does not fit an array of object and shape (3,)",
     ),
     "other-constructor": (
         _Array(OBJECT_DTYPE, REVIEWS, constructor_arguments=((5,), b"b")),
