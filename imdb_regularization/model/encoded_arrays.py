@@ -172,13 +172,22 @@ def read_row_blocks(path: Path, max_bytes: int = READ_BLOCK_BYTES) -> Iterator[n
 
 
 def read_sparse_rows(path: Path, max_bytes: int = READ_BLOCK_BYTES) -> SparseRows:
-    """The multi-hot rows of a .npy file as `SparseRows`, reading one block of rows at a time."""
+    """The multi-hot rows of a .npy file as `SparseRows`, reading one block of rows at a time.
+
+    Raises:
+        ValueError: the file holds values other than 0 and 1, or not as uint8.
+    """
     starts, columns, num_columns, total = [np.zeros(1, dtype=np.int64)], [], 0, 0
     for block in read_row_blocks(path, max_bytes):
-        rows, block_columns = np.nonzero(block)
+        if block.dtype != np.uint8 or block.max(initial=0) > 1:
+            raise ValueError(f"{path} holds {block.dtype} values up to {block.max(initial=0)}, not multi-hot 0/1 rows")
+        # NumPy finds the ones of a bool array several times faster than those of a uint8 one, and
+        # 0/1 bytes are valid bools; one flat search then splits into rows and columns.
+        flat = np.flatnonzero(block.view(np.bool_))
+        rows = flat // block.shape[1]
         starts.append(total + np.cumsum(np.bincount(rows, minlength=len(block))))
-        columns.append(block_columns.astype(np.int32))
-        total += len(block_columns)
+        columns.append((flat - rows * block.shape[1]).astype(np.int32))
+        total += len(flat)
         num_columns = block.shape[1]
     return SparseRows(np.concatenate(starts), np.concatenate(columns or [np.zeros(0, np.int32)]), num_columns)
 
@@ -199,17 +208,17 @@ def read_for_training(directory: Path, setting: str = "dense") -> TrainingData:
     """(x_train, y_train), (x_test, y_test) as Keras trains on them, dense or sparse as `setting` (`train.input`) says.
 
     Dense: float32 rows, as Keras' losses want float inputs. Sparse: `SparseRows`, read a block at
-    a time, so memory follows the ones the rows hold, not their width. The density of x_train is
-    counted a block at a time first (with `auto`), so a wide array is never held whole.
+    a time, so memory follows the ones the rows hold, not their width. x_train is read as
+    `SparseRows` first, which gives its density, so a wide array is never held whole.
     """
     x_train_path, x_test_path = directory / "x_train.npy", directory / "x_test.npy"
-    counts = [(np.count_nonzero(block), block.size) for block in read_row_blocks(x_train_path)]
-    density = float(sum(ones for ones, _ in counts) / max(1, sum(size for _, size in counts)))
+    train_rows = read_sparse_rows(x_train_path)
+    density = train_rows.nonzeros / max(1, train_rows.shape[0] * train_rows.shape[1])
     sparse = choose_sparse(setting, density)
     x_train: np.ndarray | SparseRows
     x_test: np.ndarray | SparseRows
     if sparse:
-        x_train, x_test = read_sparse_rows(x_train_path), read_sparse_rows(x_test_path)
+        x_train, x_test = train_rows, read_sparse_rows(x_test_path)
     else:
         x_train, x_test = (read_array(directory, name).astype(np.float32) for name in ("x_train", "x_test"))
     train, test = (x_train, _labels(directory, "y_train")), (x_test, _labels(directory, "y_test"))

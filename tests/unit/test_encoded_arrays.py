@@ -183,3 +183,11 @@ def test_the_estimate_reads_the_width_and_ones_of_the_encoded_rows(tmp_path):
     )
     assert estimate.bytes == expected
     assert estimate_training_memory(tmp_path, "dense", first_layer_units=8).bytes > estimate.bytes
+
+
+def test_sparse_rows_refuse_values_other_than_zero_and_one(tmp_path):
+    x = _wide_rows(5, 30, 3)
+    x[2, 7] = 2
+    np.save(tmp_path / "x.npy", x)
+    with pytest.raises(ValueError, match="uint8 values up to 2, not multi-hot 0/1 rows"):
+        read_sparse_rows(tmp_path / "x.npy")
