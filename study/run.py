@@ -33,8 +33,11 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 from imdb_regularization import cli
 from imdb_regularization.dvc_commands import dvc_command, dvc_environment, run_dvc
@@ -247,6 +250,28 @@ def run_queue(jobs: int, names: set[str]) -> None:
         raise StudyError(f"`dvc exp run --run-all --jobs {jobs}` failed (exit {exit_code}); its output is above")
 
 
+@contextmanager
+def stops_deferred() -> Iterator[None]:
+    """Note SIGINT and SIGTERM during the block, and deliver the first one again when the block ends.
+
+    A `dvc exp run --queue` killed halfway could leave a half-made entry in DVC's git stash; it
+    takes a moment, so a stop that arrives meanwhile takes effect right after it.
+    """
+    noted: list[int] = []
+
+    def note(signal_number: int, _frame: FrameType | None) -> None:
+        noted.append(signal_number)
+
+    handlers = {signal_number: signal.signal(signal_number, note) for signal_number in cli.STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signal_number, handler in handlers.items():
+            signal.signal(signal_number, handler)
+    if noted:
+        signal.raise_signal(noted[0])
+
+
 def run_points(points: list[Point], queue: list[list[str]], jobs: int) -> None:
     """Queue one experiment per point (replacing earlier ones of the same name), run them all, check each finished."""
     names = [point.name for point in points]
@@ -257,7 +282,8 @@ def run_points(points: list[Point], queue: list[list[str]], jobs: int) -> None:
         call_dvc("exp", "remove", *replaced)
     try:
         for arguments in queue:
-            call_dvc(*arguments)
+            with stops_deferred():
+                call_dvc(*arguments)
     except (cli.Interrupted, KeyboardInterrupt):
         # The points queued so far would otherwise run with the next `dvc exp run --run-all`.
         stop_queue(set(names))

@@ -277,3 +277,40 @@ def test_a_session_s_processes_are_found_and_what_outlives_the_grace_period_is_k
     finally:
         if leader.poll() is None:
             os.killpg(leader.pid, signal.SIGKILL)
+
+
+# A command that, inside `stops_deferred` as the study while it queues an experiment, waits for a
+# line on stdin (a read that a stop signal would otherwise interrupt).
+DEFERRING = textwrap.dedent("""
+    import sys
+    from imdb_regularization import cli
+    from study.run import stops_deferred
+
+    def main():
+        with stops_deferred():
+            print("in the block", flush=True)
+            sys.stdin.readline()
+            print("the block finished", flush=True)
+        print("not reached: the stop takes effect as the block ends", flush=True)
+
+    cli.run(main)
+""")
+
+
+def test_a_stop_during_a_deferring_block_takes_effect_when_the_block_ends():
+    process = subprocess.Popen(
+        [sys.executable, "-c", DEFERRING],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout.readline() == "in the block\n", process.communicate()
+    process.send_signal(signal.SIGTERM)
+    # Sent after the signal: without the deferral the stop would end the read before this arrives.
+    stdout, stderr = process.communicate("go on\n", timeout=TIMEOUT_SECONDS)
+    assert stdout == "the block finished\n"
+    assert process.returncode == 128 + signal.SIGTERM
+    assert "stopped by SIGTERM" in stderr and "Traceback" not in stderr
