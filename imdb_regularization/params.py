@@ -90,6 +90,7 @@ class RegularizerSpec:
 @dataclass(frozen=True)
 class EvaluateParams:
     zero_threshold: float
+    kept_norm: float
 
 
 @dataclass(frozen=True)
@@ -252,7 +253,8 @@ def _models(raw: Any) -> dict[str, RegularizerSpec]:
 def _evaluate(raw: Any) -> EvaluateParams:
     section = _mapping(raw, "evaluate", _names(EvaluateParams))
     return EvaluateParams(
-        zero_threshold=_number(section["zero_threshold"], "evaluate.zero_threshold", 0, 1, above=True)
+        zero_threshold=_number(section["zero_threshold"], "evaluate.zero_threshold", 0, 1, above=True),
+        kept_norm=_number(section["kept_norm"], "evaluate.kept_norm", 0, 100, above=True),
     )
 
 

@@ -1,11 +1,13 @@
 """Stage `plots`: the comparison as pictures, plot data for `dvc plots`, and a short report.
 
-Params: `models` (which models to compare).
-Reads: `<models-dir>/<model>/` (history and weights, `imdb_regularization.model.files`) and
-`<metrics-dir>/<model>.json`, each checked before use (as in `evaluate`, `data.num_words` and
-`train.hidden_units` give the weights' shapes without being params of this stage).
-Writes to `<out>/`: `curves.csv`, `weights.csv` and `test.csv` for the top-level `plots:` of
-dvc.yaml, the same five figures as PNGs, and `report.md` (`imdb_regularization.evaluation.report`).
+Params: `models` (which models to compare), `evaluate.kept_norm` (which words count as kept).
+Reads: `<models-dir>/<model>/` (history and weights, `imdb_regularization.model.files`),
+`<metrics-dir>/<model>.json` and the vocabulary `encode` wrote, each checked before use (as in
+`evaluate`, `data.num_words` and `train.hidden_units` give the weights' shapes without being
+params of this stage).
+Writes to `<out>/`: `curves.csv`, `weights.csv`, `test.csv` and `words_kept.csv` for the top-level
+`plots:` of dvc.yaml, the same six figures as PNGs, `words.csv` (every word's norm, effect and kept
+flag per model) and `report.md` (`imdb_regularization.evaluation.report`).
 """
 
 import argparse
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from imdb_regularization import cli
 from imdb_regularization.atomic import write_csv, write_text
-from imdb_regularization.evaluation import report
+from imdb_regularization.evaluation import report, words
 from imdb_regularization.evaluation.metrics import read_metrics
 from imdb_regularization.model import files
 from imdb_regularization.params import load_params
@@ -27,6 +29,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Plot and report the regularization comparison.")
     parser.add_argument("--models-dir", type=Path, required=True, help="directory of train@<model> outputs")
     parser.add_argument("--metrics-dir", type=Path, required=True, help="directory of evaluate@<model> metrics")
+    parser.add_argument("--vocabulary", type=Path, required=True, help="the vocabulary.tsv encode wrote")
     parser.add_argument("--out", type=Path, required=True, help="directory for plot data, figures and report")
     args = parser.parse_args()
 
@@ -35,27 +38,35 @@ def main() -> None:
     # Everything is read and checked before the first output is written: a damaged file fails the
     # stage with one line naming it, and none of its outputs are written.
     histories = {name: files.read_history(args.models_dir / name) for name in names}
-    weights = {
-        name: files.read_hidden_weights(
-            args.models_dir / name, num_words=params.data.num_words, hidden_units=params.train.hidden_units
+    shapes = files.WeightShapes(num_words=params.data.num_words, hidden_units=params.train.hidden_units)
+    weights = {name: files.read_hidden_weights(args.models_dir / name, **shapes._asdict()) for name in names}
+    analyses = {
+        name: words.analyse_words(
+            files.read_network_layers(args.models_dir / name, **shapes._asdict()), params.evaluate.kept_norm
         )
         for name in names
     }
+    vocabulary = files.read_vocabulary(args.vocabulary, num_words=params.data.num_words)
     metrics = read_metrics(args.metrics_dir, names)
 
     curves, histogram = report.curve_rows(histories), report.weight_histogram_rows(weights)
-    tests = report.score_rows(metrics)
+    tests, kept = report.score_rows(metrics), report.words_kept_rows(metrics)
     write_csv(args.out / "curves.csv", curves)
     write_csv(args.out / "weights.csv", histogram)
     write_csv(args.out / "test.csv", tests)
-    figures = report.figures_to_draw(curves, histogram, tests)
+    write_csv(args.out / "words_kept.csv", kept)
+    write_csv(
+        args.out / "words.csv", [row for name in names for row in words.word_rows(name, analyses[name], vocabulary)]
+    )
+    figures = report.figures_to_draw(curves, histogram, tests, kept, params.data.num_words)
     # Drawing the PNGs is most of this stage's work, and the stage ends every run with the other
     # cores idle: one process per core draws them.
     with cli.worker_pool(min(len(figures), os.cpu_count() or 1)) as pool:
         drawn = [pool.submit(report.save_figure, args.out / f"{name}.png", *figure) for name, figure in figures.items()]
         for future in drawn:
             future.result()
-    write_text(args.out / "report.md", report.report_markdown(metrics))
+    top = {name: words.top_words(analyses[name], vocabulary) for name in names}
+    write_text(args.out / "report.md", report.report_markdown(metrics, top))
     log.info("wrote %d figures, plot data and report.md to %s", len(figures), args.out)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from imdb_regularization.evaluation.words import WordAnalysis
 from imdb_regularization.model.files import ModelFilesError, excerpt, read_json_object
 
 # Keras clips probabilities to [EPSILON, 1 - EPSILON] before taking logs; so do we.
@@ -28,6 +29,9 @@ METRIC_BOUNDS: dict[str, tuple[float, float, type]] = {
     "last_val_bce": (0.0, math.inf, float),
     "overfit_gap": (0.0, math.inf, float),
     "generalization_gap": (-math.inf, math.inf, float),
+    # Words whose first-layer row norm reaches evaluate.kept_norm (see evaluation.words), and their share.
+    "words_kept": (0, math.inf, int),
+    "words_kept_fraction": (0.0, 1.0, float),
 }
 HIDDEN_LAYER = re.compile(r"hidden_[1-9][0-9]*")
 WEIGHT_STATISTIC_BOUNDS: dict[str, tuple[float, float, type]] = {
@@ -89,6 +93,7 @@ def evaluate_model(
     history: dict[str, list[float]],
     hidden_kernels: dict[str, np.ndarray],
     zero_threshold: float,
+    words: WordAnalysis,
 ) -> dict:
     """All metrics of one model, rounded to `DIGITS` decimals so reruns diff cleanly.
 
@@ -98,6 +103,7 @@ def evaluate_model(
         history: the per-epoch history written by `train`.
         hidden_kernels: the kernel of each regularized layer, by layer name.
         zero_threshold: weights with a smaller magnitude count as zero.
+        words: the model's words (`imdb_regularization.evaluation.words.analyse_words`).
 
     Returns:
         Flat test and curve metrics, and a `weights` mapping of layer name to its statistics.
@@ -108,6 +114,8 @@ def evaluate_model(
         "test_accuracy": float(np.mean(predicted == y_true)),
         "test_auc": roc_auc(y_true, y_prob),
         **curve_metrics(history),
+        "words_kept": words.words_kept,
+        "words_kept_fraction": words.words_kept_fraction,
         "weights": {name: weight_statistics(kernel, zero_threshold) for name, kernel in hidden_kernels.items()},
     }
     return _rounded(metrics)

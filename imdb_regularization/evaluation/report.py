@@ -1,10 +1,13 @@
 """The comparison as pictures and words: plot data for `dvc plots`, the same figures as PNGs, and a report.
 
 - `curves.csv` (model, epoch, train/validation BCE and accuracy), `weights.csv` (a histogram of each
-  model's hidden-layer weights) and `test.csv` (test metrics per model), which the top-level
-  `plots:` of dvc.yaml draw;
-- the same five figures as PNGs, for the README and for people without a browser;
-- `report.md`: a table of the models' metrics, the best model named, the figures linked.
+  model's hidden-layer weights), `test.csv` (test metrics per model) and `words_kept.csv` (words
+  kept per model), which the top-level `plots:` of dvc.yaml draw;
+- `words.csv`: every word of every model, with its first-layer row norm, one-word effect and
+  whether it is kept (`imdb_regularization.evaluation.words`);
+- the same six figures as PNGs, for the README and for people without a browser;
+- `report.md`: a table of the models' metrics, the best model named, each model's strongest
+  positive and negative words, the figures linked.
 """
 
 from collections.abc import Callable
@@ -16,6 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from imdb_regularization.atomic import atomic_path
+from imdb_regularization.params import FIRST_WORD_INDEX
 
 HISTOGRAM_BINS = 81
 FIGURES = {
@@ -24,6 +28,7 @@ FIGURES = {
     "accuracy": "Accuracy per epoch",
     "weights": "Hidden-layer weights: L1 piles them at zero, L2 narrows them",
     "test_bce": "Test BCE per model (lower is better)",
+    "words_kept": "Words kept per model: L1 drops most, L2 and no regularization keep them",
 }
 
 
@@ -68,6 +73,14 @@ def score_rows(metrics: dict[str, dict]) -> list[dict]:
             "test_accuracy": values["test_accuracy"],
             "test_auc": values["test_auc"],
         }
+        for name, values in metrics.items()
+    ]
+
+
+def words_kept_rows(metrics: dict[str, dict]) -> list[dict]:
+    """How many words each model keeps, and what fraction of the vocabulary that is."""
+    return [
+        {"model": name, "words_kept": values["words_kept"], "words_kept_fraction": values["words_kept_fraction"]}
         for name, values in metrics.items()
     ]
 
@@ -135,16 +148,38 @@ def figure_test_bce(rows: list[dict]) -> Figure:
     return figure
 
 
+def figure_words_kept(rows: list[dict], num_words: int) -> Figure:
+    figure = Figure(figsize=(8, 1 + 0.6 * len(rows)), layout="constrained")
+    axes = figure.subplots()
+    names, values = [row["model"] for row in rows], [row["words_kept"] for row in rows]
+    bars = axes.barh(names, values, color=[f"C{index}" for index in range(len(rows))])
+    labels = [f"{row['words_kept']:,} ({row['words_kept_fraction']:.0%})" for row in rows]
+    axes.bar_label(bars, labels=labels, padding=3)
+    axes.invert_yaxis()
+    words = num_words - FIRST_WORD_INDEX
+    axes.set(
+        xlabel=f"words kept, of {words:,} (first-layer row norm >= evaluate.kept_norm)",
+        title=FIGURES["words_kept"],
+        xlim=(0, words * 1.2),
+    )
+    return figure
+
+
 def save_figure(path: Path, draw: Callable[..., Figure], *args: Any) -> None:
     """Draw one figure and write it to `path` as a PNG."""
     with atomic_path(path) as temporary:
         draw(*args).savefig(temporary, dpi=110)
 
 
-def report_markdown(metrics: dict[str, dict]) -> str:
-    """A table of every model's metrics, the best one named, and the figures linked."""
+def report_markdown(metrics: dict[str, dict], top: dict[str, dict[str, list]]) -> str:
+    """A table of every model's metrics, the best one named, each model's strongest words, and the figures linked.
+
+    Args:
+        metrics: each model's metrics, as `evaluate` wrote them.
+        top: each model's `positive` and `negative` (word, effect) pairs (`words.top_words`).
+    """
     best = min(metrics, key=lambda name: metrics[name]["test_bce"])
-    columns = ["test_bce", "test_accuracy", "test_auc", "best_val_bce", "best_epoch", "overfit_gap"]
+    columns = ["test_bce", "test_accuracy", "test_auc", "best_val_bce", "best_epoch", "overfit_gap", "words_kept"]
     layers = list(next(iter(metrics.values()))["weights"])
     lines = [
         "# Regularization comparison",
@@ -160,11 +195,48 @@ def report_markdown(metrics: dict[str, dict]) -> str:
         cells += [str(values["weights"][layer]["zero_fraction"]) for layer in layers]
         lines.append(f"| {'**' + name + '**' if name == best else name} | " + " | ".join(cells) + " |")
     lines += ["", f"Best test BCE: **{best}** ({metrics[best]['test_bce']}).", ""]
+    lines += _top_words_markdown(metrics, top)
     lines += [f"![{title}]({name}.png)" for name, title in FIGURES.items()]
     return "\n".join(lines) + "\n"
 
 
-def figures_to_draw(curves: list[dict], histogram: list[dict], tests: list[dict]) -> dict[str, tuple]:
+def _top_words_markdown(metrics: dict[str, dict], top: dict[str, dict[str, list]]) -> list[str]:
+    lines = [
+        "## The words each model keeps",
+        "",
+        "A word is kept when its row of the first layer's kernel has an L2 norm of at least `evaluate.kept_norm`.",
+        "Its effect is the model's output for a review holding only that word (the start index and the word)",
+        "minus its output for an empty review (the start index alone). The strongest kept words by effect:",
+        "",
+    ]
+    for name, sides in top.items():
+        lines += [
+            f"### {name}: {metrics[name]['words_kept']:,} words kept ({metrics[name]['words_kept_fraction']:.1%})",
+            "",
+            "| rank | positive word | effect | negative word | effect |",
+            "|---|---|---|---|---|",
+        ]
+        positive, negative = sides["positive"], sides["negative"]
+        for rank in range(max(len(positive), len(negative))):
+            cells = [_word_cells(side, rank) for side in (positive, negative)]
+            lines.append(f"| {rank + 1} | {cells[0]} | {cells[1]} |")
+        if not positive and not negative:
+            lines.append("| - | (no word kept) | | | |")
+        lines.append("")
+    return lines
+
+
+def _word_cells(side: list, rank: int) -> str:
+    if rank >= len(side):
+        return " | "
+    word, effect = side[rank]
+    # A word is text from the reviews: a pipe or backslash in it would break the table.
+    return f"{word.replace(chr(92), chr(92) * 2).replace('|', chr(92) + '|')} | {effect:+.3f}"
+
+
+def figures_to_draw(
+    curves: list[dict], histogram: list[dict], tests: list[dict], kept: list[dict], num_words: int
+) -> dict[str, tuple]:
     """Each figure's name, and the function that draws it followed by its arguments (see `save_figure`)."""
     return {
         "validation_bce": (figure_curves, curves, {"val_bce": "-"}, "binary cross-entropy", FIGURES["validation_bce"]),
@@ -178,4 +250,5 @@ def figures_to_draw(curves: list[dict], histogram: list[dict], tests: list[dict]
         ),
         "weights": (figure_weights, histogram),
         "test_bce": (figure_test_bce, tests),
+        "words_kept": (figure_words_kept, kept, num_words),
     }

@@ -18,17 +18,20 @@ import zlib
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import numpy as np
 
 from imdb_regularization.atomic import save_array, write_json
 from imdb_regularization.cli import StageError
+from imdb_regularization.params import FIRST_WORD_INDEX
 
 MODEL = "model.keras"
 HISTORY = "history.json"
 WEIGHTS = "weights.npz"
 TEST_PREDICTIONS = "test_predictions.npy"
+# The first line of the vocabulary `encode` writes (`model.encoded_arrays.vocabulary_tsv`).
+VOCABULARY_HEADER = "index\tword\tcount"
 
 # What `train` records per epoch: the epoch number, the loss with and without the penalty
 # (`loss`, `bce`) and the accuracy, on the training and on the validation rows.
@@ -44,6 +47,13 @@ MAX_HEADER_BYTES = 10_000
 # The longest excerpt of a bad value an error message shows, so that it stays one short line.
 MAX_SHOWN = 40
 READ_ERRORS = (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError)
+
+
+class WeightShapes(NamedTuple):
+    """What the weights' shapes follow: `data.num_words` and `train.hidden_units`."""
+
+    num_words: int
+    hidden_units: Sequence[int]
 
 
 class ModelFilesError(StageError):
@@ -165,17 +175,8 @@ def read_hidden_kernels(directory: Path, *, num_words: int, hidden_units: Sequen
             above, or a weight is not finite.
     """
     path = directory / WEIGHTS
-    try:
-        archive = zipfile.ZipFile(path)
-    except FileNotFoundError:
-        raise ModelFilesError(f"{path} is missing") from None
-    except (OSError, zipfile.BadZipFile) as error:
-        raise ModelFilesError(f"{path} is not an .npz archive: {_one_line(error)}") from None
-    with archive:
+    with _open_weights(path) as archive:
         members = archive.namelist()
-        twice = sorted(name for name, count in Counter(members).items() if count > 1)
-        if twice:
-            raise ModelFilesError(f"{path} holds {twice[0]} more than once")
         expected = [f"hidden_{number}_kernel.npy" for number in range(1, len(hidden_units) + 1)]
         found = [name for name in members if HIDDEN_KERNEL.fullmatch(name)]
         if sorted(found) != sorted(expected):
@@ -187,22 +188,119 @@ def read_hidden_kernels(directory: Path, *, num_words: int, hidden_units: Sequen
         kernels, rows = {}, num_words
         for number, units in enumerate(hidden_units, start=1):
             name = f"hidden_{number}_kernel"
-            where = f"{path}: {name}"
-            info = archive.getinfo(f"{name}.npy")
             why = f" (rows: {'data.num_words' if number == 1 else 'the previous layer'}; columns: train.hidden_units)"
-            try:
-                with archive.open(info) as stream:
-                    kernel = _read_array(
-                        stream, info.file_size, where, shape=(rows, units), kinds="f", kind_name="floats", why=why
-                    )
-            except READ_ERRORS as error:
-                raise ModelFilesError(f"{where} cannot be read: {_one_line(error)}") from None
-            finite = np.isfinite(kernel)
-            if not finite.all():
-                at = tuple(int(index) for index in np.argwhere(~finite)[0])
-                raise ModelFilesError(f"{where}[{at[0]}, {at[1]}] is {kernel[at]!s}; weights must be finite")
-            kernels[f"hidden_{number}"], rows = kernel, units
+            kernels[f"hidden_{number}"], rows = _read_weight(archive, path, name, (rows, units), why), units
     return kernels
+
+
+def read_network_layers(
+    directory: Path, *, num_words: int, hidden_units: Sequence[int]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (kernel, bias) of every dense layer: the hidden layers in order, then the output layer.
+
+    What the one-word effects of `imdb_regularization.evaluation.words` need to rerun the network
+    in NumPy. Shapes chain as in `read_hidden_kernels`; each bias has one value per column of its
+    kernel, and the output layer has one unit.
+
+    Args:
+        directory: `models/<model>/`.
+        num_words: `data.num_words`, the width of the network's input.
+        hidden_units: `train.hidden_units`, the width of each hidden layer.
+
+    Raises:
+        ModelFilesError: as `read_hidden_kernels`, and for a missing or misshapen bias or output weight.
+    """
+    kernels = read_hidden_kernels(directory, num_words=num_words, hidden_units=hidden_units)
+    path = directory / WEIGHTS
+    layers = []
+    with _open_weights(path) as archive:
+        for number, units in enumerate(hidden_units, start=1):
+            bias = _read_weight(archive, path, f"hidden_{number}_bias", (units,), " (one per unit: train.hidden_units)")
+            layers.append((kernels[f"hidden_{number}"], bias))
+        rows = hidden_units[-1]
+        output_kernel = _read_weight(archive, path, "output_kernel", (rows, 1), " (the last hidden layer's units, 1)")
+        layers.append((output_kernel, _read_weight(archive, path, "output_bias", (1,), " (one output unit)")))
+    return layers
+
+
+def _open_weights(path: Path) -> zipfile.ZipFile:
+    """`weights.npz` opened as a zip archive, once no member is stored twice."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise ModelFilesError(f"{path} is missing") from None
+    except (OSError, zipfile.BadZipFile) as error:
+        raise ModelFilesError(f"{path} is not an .npz archive: {_one_line(error)}") from None
+    twice = sorted(name for name, count in Counter(archive.namelist()).items() if count > 1)
+    if twice:
+        archive.close()
+        raise ModelFilesError(f"{path} holds {twice[0]} more than once")
+    return archive
+
+
+def _read_weight(archive: zipfile.ZipFile, path: Path, name: str, shape: tuple[int, ...], why: str) -> np.ndarray:
+    """The float array `<name>.npy` of a weights archive, of `shape` and finite, or a `ModelFilesError`."""
+    where = f"{path}: {name}"
+    try:
+        info = archive.getinfo(f"{name}.npy")
+    except KeyError:
+        raise ModelFilesError(f"{path} lacks {name}.npy, which train writes for every layer") from None
+    try:
+        with archive.open(info) as stream:
+            weight = _read_array(stream, info.file_size, where, shape=shape, kinds="f", kind_name="floats", why=why)
+    except READ_ERRORS as error:
+        raise ModelFilesError(f"{where} cannot be read: {_one_line(error)}") from None
+    finite = np.isfinite(weight)
+    if not finite.all():
+        at = tuple(int(index) for index in np.argwhere(~finite)[0])
+        raise ModelFilesError(f"{where}[{', '.join(map(str, at))}] is {weight[at]!s}; weights must be finite")
+    return weight
+
+
+def read_vocabulary(path: Path, *, num_words: int) -> dict[int, str]:
+    """The words of `data/encoded/vocabulary.tsv` (a header, then index, word, training-set count per line), by index.
+
+    Args:
+        path: the vocabulary file `encode` writes.
+        num_words: `data.num_words`; indices run from `FIRST_WORD_INDEX` (4) to at most `num_words - 1`.
+
+    Raises:
+        ModelFilesError: the file is missing, not UTF-8, lacks the header, or a line is not `index<TAB>word<TAB>count`
+            with a new index in that range.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelFilesError(f"{path} is missing: run the encode stage") from None
+    except OSError as error:
+        raise ModelFilesError(f"{path} cannot be read: {error.strerror or error}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ModelFilesError(
+            f"{path} is not UTF-8 text: byte {data[error.start]:#04x} at offset {error.start}"
+        ) from None
+    lines = text.splitlines()
+    if not lines or lines[0] != VOCABULARY_HEADER:
+        raise ModelFilesError(
+            f"{path} starts with {excerpt(lines[0] if lines else '')}; expected {VOCABULARY_HEADER!r}"
+        )
+    vocabulary: dict[int, str] = {}
+    for number, line in enumerate(lines[1:], start=2):
+        fields = line.split("\t")
+        index = int(fields[0]) if len(fields) == 3 and fields[0].isdecimal() and len(fields[0]) < 10 else -1
+        if (
+            not FIRST_WORD_INDEX <= index < num_words
+            or index in vocabulary
+            or not fields[1]
+            or not fields[2].isdecimal()
+        ):
+            raise ModelFilesError(
+                f"{path} line {number} is {excerpt(line)}; expected index<TAB>word<TAB>count, "
+                f"a new index in [{FIRST_WORD_INDEX}, {num_words - 1}] (data.num_words {num_words})"
+            )
+        vocabulary[index] = fields[1]
+    return vocabulary
 
 
 def read_hidden_weights(directory: Path, *, num_words: int, hidden_units: Sequence[int]) -> np.ndarray:

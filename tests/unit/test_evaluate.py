@@ -12,6 +12,16 @@ from imdb_regularization.evaluation.metrics import (
     roc_auc,
     weight_statistics,
 )
+from imdb_regularization.evaluation.words import analyse_words
+
+# Six words (indices 4-9) of which the first three have large rows: three kept, half the vocabulary.
+WORDS = analyse_words(
+    [
+        (np.vstack([np.zeros((4, 2)), np.ones((3, 2)), np.full((3, 2), 0.01)]), np.zeros(2)),
+        (np.ones((2, 1)), np.zeros(1)),
+    ],
+    kept_norm=0.1,
+)
 
 
 def test_bce_matches_the_formula_and_clips_like_keras():
@@ -46,11 +56,13 @@ def test_evaluate_model_rounds_and_nests_weights():
         history={"bce": [0.5], "val_bce": [0.6]},
         hidden_kernels={"hidden_1": np.ones((2, 2))},
         zero_threshold=0.001,
+        words=WORDS,
     )
     assert metrics["test_accuracy"] == 0.75
     assert metrics["test_auc"] == 0.75
     assert metrics["weights"] == {"hidden_1": {"zero_fraction": 0.0, "mean_abs": 1.0, "l2_norm": 2.0}}
     assert metrics["test_bce"] == round(metrics["test_bce"], 4)
+    assert (metrics["words_kept"], metrics["words_kept_fraction"]) == (3, 0.5)
 
 
 def test_read_metrics_returns_exactly_what_evaluate_model_wrote(tmp_path):
@@ -62,6 +74,7 @@ def test_read_metrics_returns_exactly_what_evaluate_model_wrote(tmp_path):
         history={"bce": [0.5, 0.4], "val_bce": [0.6, 0.7]},
         hidden_kernels={"hidden_1": np.ones((2, 2)), "hidden_2": np.zeros((2, 1))},
         zero_threshold=0.001,
+        words=WORDS,
     )
     write_json(tmp_path / "basic.json", metrics)
     assert read_metrics(tmp_path, ["basic"]) == {"basic": metrics}

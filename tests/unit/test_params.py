@@ -40,6 +40,10 @@ def test_a_fourth_model_is_one_entry():
     assert list(parse_params(text).models) == ["basic", "l1", "l2", "l1_l2"]
 
 
+# The evaluate section, the last of params.yaml, with its keys and their comments.
+EVALUATE_SECTION = DEFAULT_TEXT[DEFAULT_TEXT.index("\nevaluate:\n") + 1 :]
+
+
 def _replace(old: str, new: str) -> str:
     assert old in DEFAULT_TEXT, old
     return DEFAULT_TEXT.replace(old, new, 1)
@@ -47,7 +51,7 @@ def _replace(old: str, new: str) -> str:
 
 BAD_PARAMS = {
     "yaml that does not parse": ("data: [", "is not valid YAML"),
-    "missing section": (_replace("evaluate:\n  zero_threshold: 0.001", ""), "missing key evaluate"),
+    "missing section": (_replace(EVALUATE_SECTION, ""), "missing key evaluate"),
     "missing key": (_replace("  seed: 42\n", ""), "missing key train.seed"),
     "unknown key (typo)": (_replace("  epochs: 20", "  epoch: 20"), "unknown key train.epoch"),
     "string batch size": (
@@ -140,7 +144,7 @@ BAD_PARAMS = {
         "data.sha256 must be null or 64 lower-case hex digits, got 'abc'",
     ),
     "a section that is not a mapping": (
-        _replace("evaluate:\n  zero_threshold: 0.001", "evaluate: 3"),
+        _replace(EVALUATE_SECTION, "evaluate: 3\n"),
         "evaluate must be a mapping, got 3",
     ),
 }
@@ -175,7 +179,17 @@ STAGE_COMMANDS = {
         "--metrics-dir",
         "metrics",
     ],
-    "plots": ["stages.plots", "--models-dir", "models", "--metrics-dir", "metrics", "--out", "plots"],
+    "plots": [
+        "stages.plots",
+        "--models-dir",
+        "models",
+        "--metrics-dir",
+        "metrics",
+        "--vocabulary",
+        "data/encoded/vocabulary.tsv",
+        "--out",
+        "plots",
+    ],
 }
 EARLIER_OUTPUTS = [
     "data/raw/source.json",

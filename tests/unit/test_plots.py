@@ -4,11 +4,14 @@ import numpy as np
 import pytest
 
 from imdb_regularization.evaluation.report import (
+    FIGURES,
     curve_rows,
     figure_curves,
+    figure_words_kept,
     report_markdown,
     score_rows,
     weight_histogram_rows,
+    words_kept_rows,
 )
 
 
@@ -20,8 +23,16 @@ def _metrics(test_bce):
         "best_val_bce": 0.5,
         "best_epoch": 3,
         "overfit_gap": 0.01,
+        "words_kept": 12,
+        "words_kept_fraction": 0.125,
         "weights": {"hidden_1": {"zero_fraction": 0.9}},
     }
+
+
+TOP = {
+    "positive": [("great", 0.31), ("a|b", 0.02)],
+    "negative": [("worst", -0.4)],
+}
 
 
 def test_curve_rows_hold_one_row_per_model_and_epoch():
@@ -55,10 +66,28 @@ def test_weight_histogram_shares_bins_and_sums_to_one_per_model():
 
 
 def test_report_names_the_best_model_and_links_every_figure():
-    report = report_markdown({"basic": _metrics(0.63), "l1": _metrics(0.57)})
+    report = report_markdown({"basic": _metrics(0.63), "l1": _metrics(0.57)}, {"basic": TOP, "l1": TOP})
     assert "Best test BCE: **l1** (0.57)" in report
     assert "| **l1** | 0.57 |" in report
-    assert report.count("](") == 5
+    assert report.count("](") == len(FIGURES) == 6
+
+
+def test_report_lists_each_models_strongest_words_side_by_side():
+    report = report_markdown({"basic": _metrics(0.63), "l1": _metrics(0.57)}, {"basic": TOP, "l1": TOP})
+    assert "### l1: 12 words kept (12.5%)" in report
+    assert "| 1 | great | +0.310 | worst | -0.400 |" in report
+    # A pipe in a word would split its cell; the second row has no negative word left.
+    assert "| 2 | a\\|b | +0.020 |  |  |" in report
+
+
+def test_words_kept_chart_labels_each_bar_with_its_count_and_share():
+    rows = words_kept_rows(
+        {"basic": {**_metrics(0.6), "words_kept": 96, "words_kept_fraction": 1.0}, "l1": _metrics(0.5)}
+    )
+    assert rows[1] == {"model": "l1", "words_kept": 12, "words_kept_fraction": 0.125}
+    figure = figure_words_kept(rows, num_words=100)
+    labels = [text.get_text() for text in figure.axes[0].texts]
+    assert labels == ["96 (100%)", "12 (12%)"]
 
 
 def test_figures_draw_every_model():

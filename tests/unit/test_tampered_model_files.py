@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from imdb_regularization.evaluation.metrics import evaluate_model
+from imdb_regularization.evaluation.words import analyse_words
 from imdb_regularization.model import files
 from imdb_regularization.model.files import ModelFilesError
 from stages import evaluate, plots
@@ -30,7 +31,8 @@ NUM_WORDS, HIDDEN_UNITS, EPOCHS = 8, (4, 3), 2
 LABELS = np.array([0, 1, 1, 0, 1, 0], dtype=np.uint8)
 MODELS = ("basic", "l1", "l2")
 EVALUATE_ARGS = ["--model", "l1", "--models-dir", "models", "--data", "data/encoded", "--metrics-dir", "new_metrics"]
-PLOTS_ARGS = ["--models-dir", "models", "--metrics-dir", "metrics", "--out", "plots"]
+VOCABULARY = "data/encoded/vocabulary.tsv"
+PLOTS_ARGS = ["--models-dir", "models", "--metrics-dir", "metrics", "--vocabulary", VOCABULARY, "--out", "plots"]
 STAGE_OUTPUTS = {"evaluate": "new_metrics", "plots": "plots"}
 HISTORY = "models/l1/history.json"
 PREDICTIONS = "models/l1/test_predictions.npy"
@@ -68,6 +70,9 @@ def build_project(root: Path) -> Path:
     set_params(root, {"data.num_words": NUM_WORDS, "train.hidden_units": list(HIDDEN_UNITS), "train.epochs": EPOCHS})
     (root / "data/encoded").mkdir(parents=True)
     np.save(root / Y_TEST, LABELS)
+    (root / VOCABULARY).write_text(
+        "index\tword\tcount\n" + "".join(f"{index}\tword{index}\t{10 - index}\n" for index in range(4, NUM_WORDS))
+    )
     for seed, name in enumerate(MODELS):
         weights = _weights(seed)
         predictions = np.linspace(0.1, 0.9, len(LABELS)).astype(np.float32)
@@ -84,6 +89,13 @@ def build_project(root: Path) -> Path:
             history=_history(),
             hidden_kernels={"hidden_1": weights["hidden_1_kernel"], "hidden_2": weights["hidden_2_kernel"]},
             zero_threshold=0.001,
+            words=analyse_words(
+                [
+                    (weights[f"{layer}_kernel"], weights[f"{layer}_bias"])
+                    for layer in ("hidden_1", "hidden_2", "output")
+                ],
+                kept_norm=0.1,
+            ),
         )
         (root / "metrics").mkdir(exist_ok=True)
         (root / "metrics" / f"{name}.json").write_text(json.dumps(metrics, indent=2) + "\n")
