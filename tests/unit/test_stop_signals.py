@@ -173,7 +173,11 @@ def test_a_stage_whose_dvc_is_killed_stops_and_deletes_its_temporary(tmp_path):
     launcher, child = _start_launched_half_writer(target, {**os.environ, "DVC_STAGE": "train@l1"})
     launcher.kill()  # only DVC's own process, as `kill -9 <pid of dvc repro>` or the OOM killer does
     launcher.wait(timeout=TIMEOUT_SECONDS)
-    assert _has_ended(child, 10), "the stage runs on as an orphan"
+    try:
+        assert _has_ended(child, 10), "the stage runs on as an orphan"
+    finally:
+        if not _has_ended(child, 0):
+            os.kill(child, signal.SIGKILL)
     # The stage's stderr is the launcher's, still open here: it said why it ended.
     assert "stopped by SIGTERM; outputs not yet complete were deleted" in launcher.stderr.read()
     assert [path.name for path in target.iterdir()] == ["history.json"]
