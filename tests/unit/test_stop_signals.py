@@ -224,7 +224,10 @@ def test_a_stop_to_the_stage_alone_cancels_its_queued_work_and_ends_its_workers(
     worker = process.stdout.readline()
     assert worker.strip().isdigit(), process.communicate()
     process.send_signal(signal.SIGTERM)  # the stage only, as the parent-death signal sends it
-    _, stderr = process.communicate(timeout=10)
+    try:
+        _, stderr = process.communicate(timeout=10)
+    finally:
+        process.kill()  # only if it is still running: after a failed wait
     assert process.returncode == 128 + signal.SIGTERM
     assert "stopped by SIGTERM" in stderr and "Traceback" not in stderr
     assert _has_ended(int(worker), TIMEOUT_SECONDS)
