@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.data import make_reviews, write_aclimdb_archive
-from tools.bench.run import Measured, measure
+from tools.bench import run as run_module
+from tools.bench.run import Benchmark, Measured, measure
 from tools.project import copy_project
 
 TINY_MODELS = {"basic": {"regularizer": "none", "rate": 0.0}, "l1": {"regularizer": "l1", "rate": 0.001}}
@@ -28,19 +29,19 @@ def logs(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("logs")
 
 
+TINY_PARAMS = {
+    "data.source": "aclimdb",
+    "data.url": None,  # the archive, set by the fixtures
+    "train.epochs": 1,
+    "train.batch_size": 10,
+    "train.hidden_units": [8],
+    "models": TINY_MODELS,
+}
+
+
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, archive) -> Path:
-    return copy_project(
-        tmp_path_factory.mktemp("bench") / "project",
-        {
-            "data.source": "aclimdb",
-            "data.url": str(archive),
-            "train.epochs": 1,
-            "train.batch_size": 10,
-            "train.hidden_units": [8],
-            "models": TINY_MODELS,
-        },
-    )
+    return copy_project(tmp_path_factory.mktemp("bench") / "project", {**TINY_PARAMS, "data.url": str(archive)})
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +86,19 @@ def test_the_reference_scripts_run_on_tiny_data(repo, encoded, archive, tmp_path
     variants = json.loads(training.read_text())
     assert variants[0]["variant"] == "bare model.fit" and variants[0]["max_val_loss_difference"] == 0
     assert all(variant["samples_per_second"] > 0 for variant in variants)
+
+
+def test_a_scale_row_measures_notebook_parallel_run_train_and_floor(archive, tmp_path, monkeypatch):
+    """One width of the scale phase, wide enough (300 columns for about ten words a review) to train sparse."""
+    monkeypatch.setattr(run_module, "FLOOR_WIDTH", 300)
+    bench = Benchmark(archive, tmp_path, {key: value for key, value in TINY_PARAMS.items() if key != "data.url"})
+    row = bench.scale_width(300, "l1", notebook_ceiling_mb=8_000)
+    assert row["num_words"] == 300 and row["train"]["input"] == "sparse"
+    assert row["notebook"]["out_of_memory"] is False and row["notebook"]["peak_rss_mb"] > 100
+    parallel = row["parallel"]
+    assert parallel["jobs"] >= 1 and parallel["peak_pss_mb"] > row["train"]["peak_rss_mb"] / 2
+    assert {"encode", "train@basic", "train@l1", "plots"} <= set(parallel["stages"])
+    floor = row["floor"]
+    assert floor["num_words"] == 300 and 0 < floor["floor_seconds"] <= floor["start_up_seconds"] + 1
+    assert floor["products_seconds"] > 0 and floor["kernel_update_seconds"] > 0
+    assert not (tmp_path / "scale-300").exists()  # each width's copy goes once measured

@@ -14,6 +14,7 @@ from imdb_regularization.features.vocabulary import index_reviews
 from imdb_regularization.readers.aclimdb import iter_reviews
 from tests.support.data import make_reviews, write_aclimdb_archive
 from tests.support.project import PROJECT_ROOT
+from tools.bench.chart import draw_scale_chart
 from tools.bench.encoding import compare_encoders
 from tools.bench.notebook import as_lists, read_ranked, sequences_shaping
 from tools.bench.report import markdown, summarize
@@ -128,3 +129,70 @@ def test_the_markdown_report_shows_targets_and_ratios():
     assert "| cold `python -m tools.parallel -j 2` (trainings at once) | 40.0 | 0.80 |" in table
     assert "| `train@l1` | 1.0 | 100 | yes | 1.0 |" in table
     assert "1-minute load average 1.0 before the run, 2.0 after" in table
+
+
+# A child that takes 50 MB more at a time, up to 2 GB, then ends: only a working watch stops it early.
+GROWING = "blocks = []\nfor _ in range(40):\n    blocks.append(b'x' * (50 * 2**20))"
+
+
+def test_a_command_above_its_memory_ceiling_is_stopped_and_reported_out_of_memory(tmp_path):
+    run = measure(["python", "-c", GROWING], name="grow", cwd=tmp_path, logs=tmp_path, memory_ceiling_mb=300)
+    assert run.out_of_memory is True
+    assert 300 < run.peak_pss_mb < 1_000 and run.peak_rss_mb >= run.peak_pss_mb
+
+
+def test_the_memory_of_a_command_counts_its_child_processes(tmp_path):
+    parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {GROWING!r}])"
+    run = measure(["python", "-c", parent], name="parent", cwd=tmp_path, logs=tmp_path, memory_ceiling_mb=300)
+    # The parent alone holds a few MB: only the child's memory can take the tree above the ceiling.
+    assert run.out_of_memory is True and run.peak_pss_mb > 300
+
+
+def test_a_command_within_its_ceiling_reports_its_peak_and_no_stop(tmp_path):
+    run = measure(["python", "-c", "x = b'x' * (120 * 2**20)"], name="fits", cwd=tmp_path, logs=tmp_path)
+    assert run.out_of_memory is False
+    assert run.processes["fits"]["peak_rss_mb"] > 120
+
+
+def _scale_row(width: int, train_seconds: float, parallel_pss: float, notebook: dict | None) -> dict:
+    row = {
+        "num_words": width,
+        "parallel": {"seconds": 30.0, "peak_rss_mb": 2 * parallel_pss, "peak_pss_mb": parallel_pss, "jobs": 3},
+        "train": {"seconds": train_seconds, "peak_rss_mb": 900.0, "input": "sparse" if width > 1000 else "dense"},
+        "encode": {"seconds": 5.0, "peak_rss_mb": 350.0},
+    }
+    if notebook is not None:
+        row["notebook"] = notebook
+    return row
+
+
+SCALE = [
+    _scale_row(100, 6.0, 2_000.0, {"seconds": 60.0, "peak_rss_mb": 1_500.0, "out_of_memory": False}),
+    _scale_row(10_000, 8.0, 2_900.0, {"seconds": 200.0, "peak_rss_mb": 10_000.0, "out_of_memory": False}),
+    _scale_row(
+        30_000, 12.0, 3_100.0, {"seconds": 20.0, "peak_rss_mb": 14_100.0, "out_of_memory": True, "ceiling_mb": 14_000}
+    ),
+    _scale_row(100_000, 40.0, 8_100.0, None),
+]
+
+
+def test_the_scale_targets_of_the_issue_are_checked():
+    met = {
+        target["target"]: (target["measured"], target["met"])
+        for target in summarize({**_results(notebook_seconds=70.0), "scale": SCALE})["targets"]
+    }
+    assert met["10,000 words: cold parallel run ÷ notebook ≤ 0.25"] == ("0.15", True)
+    assert met["10,000 words: one train stage's peak RSS ≤ 1 GB"] == ("900 MB", True)
+    assert met["10,000 words: the whole parallel run's memory (its processes' summed PSS) ≤ 3 GB"] == ("2900 MB", True)
+    assert met["10,000 words: train stage time ≤ 1.5 × at 100"] == ("1.33 ×", True)
+    assert met["30,000 words: the whole pipeline, 3 trainings at once, in < 8 GB"] == ("3 at once, 3100 MB", True)
+    assert met["100,000 words: the whole pipeline, 3 trainings at once, in < 8 GB"] == ("3 at once, 8100 MB", False)
+
+
+def test_the_scale_table_says_where_the_notebook_ran_out_of_memory(tmp_path):
+    results = {**_results(notebook_seconds=70.0), "scale": SCALE}
+    table = markdown(summarize(results), results)
+    assert "| 30,000 | out of memory after 20 s | > 14,000 (stopped) | 30.0 | – |" in table
+    assert "| 100,000 | not run | – | 30.0 | – | 8,100 / 16,200 | 3 | sparse |" in table
+    draw_scale_chart(SCALE, tmp_path / "scale.png")
+    assert (tmp_path / "scale.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -5,6 +5,11 @@ from itertools import pairwise
 from typing import Any
 
 EQUIVALENT_VAL_LOSS = 1e-6
+# The scale targets (issue: cost follows the words a review has), in MB of 2**20 bytes.
+WIDE = 10_000
+TRAIN_PEAK_MB = 1_000
+PARALLEL_PEAK_MB = 3_000
+WIDEST_PEAK_MB = 8_000
 
 
 def _target(name: str, measured: str, met: bool) -> dict[str, Any]:
@@ -81,9 +86,49 @@ def _other_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _scale_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    by_width = {row["num_words"]: row for row in rows}
+    targets = []
+    wide, narrow = by_width.get(WIDE), by_width.get(min(by_width))
+    if wide and "notebook" in wide and not wide["notebook"]["out_of_memory"]:
+        ratio = wide["parallel"]["seconds"] / wide["notebook"]["seconds"]
+        targets.append(_target(f"{WIDE:,} words: cold parallel run ÷ notebook ≤ 0.25", f"{ratio:.2f}", ratio <= 0.25))
+    if wide:
+        peak, memory = wide["train"]["peak_rss_mb"], wide["parallel"]["peak_pss_mb"]
+        targets += [
+            _target(f"{WIDE:,} words: one train stage's peak RSS ≤ 1 GB", f"{peak:.0f} MB", peak <= TRAIN_PEAK_MB),
+            _target(
+                f"{WIDE:,} words: the whole parallel run's memory (its processes' summed PSS) ≤ 3 GB",
+                f"{memory:.0f} MB",
+                memory <= PARALLEL_PEAK_MB,
+            ),
+        ]
+    if wide and narrow and narrow is not wide:
+        growth = wide["train"]["seconds"] / narrow["train"]["seconds"]
+        targets.append(
+            _target(
+                f"{WIDE:,} words: train stage time ≤ 1.5 × at {narrow['num_words']:,}",
+                f"{growth:.2f} ×",
+                growth <= 1.5,
+            )
+        )
+    for row in rows:
+        if row["num_words"] > WIDE:
+            parallel = row["parallel"]
+            targets.append(
+                _target(
+                    f"{row['num_words']:,} words: the whole pipeline, 3 trainings at once, in < 8 GB",
+                    f"{parallel['jobs']} at once, {parallel['peak_pss_mb']:.0f} MB",
+                    parallel["jobs"] == 3 and parallel["peak_pss_mb"] < WIDEST_PEAK_MB,
+                )
+            )
+    return targets
+
+
 def summarize(results: dict[str, Any]) -> dict[str, Any]:
     """Each target of the issue with its measured value and whether it is met."""
-    return {"targets": _speed_targets(results) + _other_targets(results)}
+    scale = _scale_targets(results["scale"]) if results.get("scale") else []
+    return {"targets": _speed_targets(results) + _other_targets(results) + scale}
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
@@ -164,6 +209,90 @@ def _training_table(results: dict[str, Any]) -> list[str]:
     return _table(["fit (one model, compile to end of fit)", "seconds", "samples/s", "max val_loss difference"], rows)
 
 
+def _notebook_cells(row: dict[str, Any]) -> list[str]:
+    notebook = row.get("notebook")
+    if notebook is None:
+        return ["not run", "–"]
+    if notebook["out_of_memory"]:
+        return [f"out of memory after {notebook['seconds']:.0f} s", f"> {notebook['ceiling_mb']:,} (stopped)"]
+    return [f"{notebook['seconds']:.1f}", f"{notebook['peak_rss_mb']:,.0f}"]
+
+
+def _scale_table(rows: list[dict[str, Any]]) -> list[str]:
+    table_rows = []
+    for row in rows:
+        notebook, parallel = row.get("notebook"), row["parallel"]
+        ratio = (
+            f"{parallel['seconds'] / notebook['seconds']:.2f}" if notebook and not notebook["out_of_memory"] else "–"
+        )
+        table_rows.append(
+            [
+                f"{row['num_words']:,}",
+                *_notebook_cells(row),
+                f"{parallel['seconds']:.1f}",
+                ratio,
+                f"{parallel['peak_pss_mb']:,.0f} / {parallel['peak_rss_mb']:,.0f}",
+                str(parallel["jobs"]),
+                row["train"]["input"],
+                f"{row['train']['seconds']:.1f}",
+                f"{row['train']['peak_rss_mb']:,.0f}",
+                f"{row['encode']['seconds']:.1f}",
+                f"{row['encode']['peak_rss_mb']:,.0f}",
+            ]
+        )
+    return _table(
+        [
+            "num_words",
+            "notebook, s",
+            "notebook peak MB",
+            "cold parallel run, s",
+            "÷ notebook",
+            "parallel run peak MB (PSS / RSS, all processes)",
+            "trainings at once",
+            "train input",
+            "one train stage, s",
+            "train peak RSS MB",
+            "encode, s",
+            "encode peak RSS MB",
+        ],
+        table_rows,
+    )
+
+
+def _floor_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Where one train stage's time goes at FLOOR_WIDTH, against the floor of its non-zeros."""
+    row = next((row for row in rows if "floor" in row), None)
+    if row is None:
+        return []
+    floor, stage = row["floor"], row["train"]["seconds"]
+    measured = floor["start_up_seconds"] + floor["products_seconds"] + floor["kernel_update_seconds"]
+    parts = [
+        ("one train stage, measured", stage),
+        ("start-up: Python, reading the rows, `import tensorflow`", floor["start_up_seconds"]),
+        (
+            f"the first layer's sparse products, all epochs ({floor['products_rate_gmacs']} G multiply-adds/s)",
+            floor["products_seconds"],
+        ),
+        (
+            "kernel update: Adam and the penalty on every num_words × units weight, every step",
+            floor["kernel_update_seconds"],
+        ),
+        ("the rest: Keras' steps, batching the sparse rows, the other layers, metrics, saving", stage - measured),
+        (
+            f"floor: start-up + ones × units multiply-adds ({floor['floor_multiply_adds'] / 1e9:.0f} G) at the dense "
+            f"product's {floor['dense_rate_gmacs']} G/s",
+            floor["floor_seconds"],
+        ),
+    ]
+    return [
+        f"Where one train stage's time goes at num_words={row['num_words']:,} ({floor['ones_per_row']} ones a row):",
+        "",
+        *_table(
+            ["part", "seconds", "÷ stage"], [[name, f"{value:.1f}", f"{value / stage:.2f}"] for name, value in parts]
+        ),
+    ]
+
+
 def markdown(summary: dict[str, Any], results: dict[str, Any]) -> str:
     """The README-ready report of one run."""
     load = results["load_average"]
@@ -186,4 +315,17 @@ def markdown(summary: dict[str, Any], results: dict[str, Any]) -> str:
         *_encode_table(results),
         *_training_table(results),
     ]
+    if results.get("scale"):
+        lines += [
+            "## Scale: num_words from 100 to above the vocabulary",
+            "",
+            "Each row in a fresh copy with that `data.num_words`; memory in MB of 2**20 bytes. The parallel run's",
+            "memory is the peak of all its processes' summed PSS (what the run adds to an idle machine) and RSS",
+            "(shared libraries counted once per process); a stage's is its peak RSS (VmHWM).",
+            "",
+            *_scale_table(results["scale"]),
+            "![Time and peak memory against num_words, log-log](scale.png)",
+            "",
+            *_floor_table(results["scale"]),
+        ]
     return "\n".join(lines)

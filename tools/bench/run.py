@@ -10,7 +10,12 @@ On an aclImdb archive, in fresh copies of the project (empty DVC cache and works
 - one change: one model's rate doubled, `dvc repro`, and which stages ran;
 - per stage: wall time, peak memory and whether it imported TensorFlow (`tools/bench/stage_hook`);
 - encode at num_words 100, 1,000 and 10,000, and its multi-hot step against the notebook's loop;
-- training throughput of the train stage's fit against a bare `model.fit` (`tools.bench.training`).
+- training throughput of the train stage's fit against a bare `model.fit` (`tools.bench.training`);
+- scale: at each of SCALE_WIDTHS, in a fresh copy with that `data.num_words`, the notebook's recipe
+  (stopped above a memory ceiling: "out of memory"), a cold `python -m tools.parallel` (wall time,
+  the peak of all its processes' memory together, each stage), and one train stage on its own;
+  at FLOOR_WIDTH also where a train stage's time goes, against its floor (`tools.bench.floor`).
+  It draws the log-log chart `docs/scale.png`.
 Absolute seconds depend on the machine and its load; the ratios, all from the same run, are the
 result. Writes `<out>/bench.json`, `<out>/bench.md` and the `docs/speed.md` page, and prints the table.
 """
@@ -18,6 +23,8 @@ result. Writes `<out>/bench.json`, `<out>/bench.md` and the `docs/speed.md` page
 import argparse
 import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -32,11 +39,21 @@ import yaml
 from imdb_regularization import cli
 from imdb_regularization.dvc_commands import dvc_environment, stages_run
 from tools.bench.encoding import compare_encoders
+from tools.bench.memory import MemoryWatch
+from tools.parallel import available_memory
 from tools.project import PROJECT_ROOT, copy_project, lock_differences, set_params
 
 DEFAULT_ARCHIVE = PROJECT_ROOT.parent / "shared" / "data" / "aclImdb_labeled.tar.gz"
 HOOK_DIR = Path(__file__).resolve().parent / "stage_hook"
 ENCODE_WIDTHS = (100, 1_000, 10_000)
+# The widths of the scale table: the default, ten times more up to the usual textbook width, three
+# times that, and one above the archive's 87,172 training words (its last columns are all zero).
+SCALE_WIDTHS = (100, 1_000, 10_000, 30_000, 100_000)
+FLOOR_WIDTH = 10_000
+# The notebook's recipe is stopped when its memory passes this (or 80% of the memory available
+# when the scale phase starts, if less): wide float64 arrays would exhaust the machine.
+NOTEBOOK_CEILING_MB = 14_000
+SCALE_CHART = PROJECT_ROOT / "docs" / "scale.png"
 NOOP_REPEATS = 5
 SPEED_PAGE_HEADING = """# Speed: the pipeline against the notebook's recipe
 
@@ -53,11 +70,18 @@ class BenchError(Exception):
 
 @dataclass(frozen=True)
 class Measured:
-    """A finished command: its wall time, its output, and what each Python process of it recorded."""
+    """A finished command: its wall time, its output, what each Python process of it recorded, and its memory.
+
+    `peak_rss_mb` and `peak_pss_mb`: the peaks of its processes' summed RSS and PSS (`tools.bench.memory`);
+    `out_of_memory`: it was stopped for going above the memory ceiling it was given.
+    """
 
     seconds: float
     output: str
     processes: dict[str, dict[str, Any]]
+    peak_rss_mb: float = 0.0
+    peak_pss_mb: float = 0.0
+    out_of_memory: bool = False
 
 
 def process_records(log_path: Path) -> dict[str, dict[str, Any]]:
@@ -67,11 +91,15 @@ def process_records(log_path: Path) -> dict[str, dict[str, Any]]:
     return {record.pop("name"): record for record in map(json.loads, log_path.read_text().splitlines())}
 
 
-def measure(command: list[str], *, name: str, cwd: Path, logs: Path) -> Measured:
+def measure(
+    command: list[str], *, name: str, cwd: Path, logs: Path, memory_ceiling_mb: float | None = None
+) -> Measured:
     """Run `command` (`python` meaning this interpreter) in `cwd`, its output going to `<logs>/<name>.log`.
 
     Its Python processes record themselves in `<logs>/<name>.jsonl`: DVC's stages under their
-    stage names, anything else under `name`.
+    stage names, anything else under `name`; the memory of all of them together is sampled while
+    it runs, and above `memory_ceiling_mb` (summed PSS) the command is stopped and reported as
+    out of memory rather than as failed.
 
     Raises:
         BenchError: the command failed; the message ends with its last lines of output.
@@ -81,15 +109,26 @@ def measure(command: list[str], *, name: str, cwd: Path, logs: Path) -> Measured
         PYTHONPATH=str(HOOK_DIR), BENCH_PROCESS=name, BENCH_STAGE_LOG=str(record_path), TF_CPP_MIN_LOG_LEVEL="2"
     )
     command = [sys.executable if part == "python" else part for part in command]
+    ceiling = None if memory_ceiling_mb is None else int(memory_ceiling_mb * 2**20)
     with log_path.open("w", encoding="utf-8") as output:
         started = time.perf_counter()
-        result = subprocess.run(command, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT, check=False)
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT)
+        watch = MemoryWatch(process.pid, ceiling)
+        returncode = process.wait()
         seconds = time.perf_counter() - started
+        peak = watch.stop()
     text = log_path.read_text(encoding="utf-8", errors="replace")
-    if result.returncode != 0:
+    if returncode != 0 and not peak.out_of_memory:
         tail = "\n".join(text.splitlines()[-20:])
-        raise BenchError(f"{' '.join(command)} failed in {cwd} (exit {result.returncode}):\n{tail}")
-    return Measured(round(seconds, 3), text, process_records(record_path))
+        raise BenchError(f"{' '.join(command)} failed in {cwd} (exit {returncode}):\n{tail}")
+    return Measured(
+        round(seconds, 3),
+        text,
+        process_records(record_path),
+        peak_rss_mb=round(peak.rss_bytes / 2**20, 1),
+        peak_pss_mb=round(peak.pss_bytes / 2**20, 1),
+        out_of_memory=peak.out_of_memory,
+    )
 
 
 class Benchmark:
@@ -100,8 +139,8 @@ class Benchmark:
         self.params = {"data.source": "aclimdb", "data.url": str(archive), **params}
         (work / "logs").mkdir(parents=True, exist_ok=True)
 
-    def measure(self, name: str, command: list[str], cwd: Path) -> Measured:
-        return measure(command, name=name, cwd=cwd, logs=self.work / "logs")
+    def measure(self, name: str, command: list[str], cwd: Path, memory_ceiling_mb: float | None = None) -> Measured:
+        return measure(command, name=name, cwd=cwd, logs=self.work / "logs", memory_ceiling_mb=memory_ceiling_mb)
 
     def measure_process(self, name: str, command: list[str], cwd: Path) -> dict[str, float]:
         """Wall time and peak RSS of a command that is one Python process."""
@@ -167,6 +206,63 @@ class Benchmark:
             results[width].update(timings)
         return results
 
+    def scale_width(self, width: int, model: str, *, notebook_ceiling_mb: float | None) -> dict[str, Any]:
+        """The scale table's row for `width`; the notebook is skipped when `notebook_ceiling_mb` is None."""
+        repo = copy_project(self.work / f"scale-{width}", {**self.params, "data.num_words": width})
+        row: dict[str, Any] = {"num_words": width}
+        if notebook_ceiling_mb is not None:
+            row["notebook"] = self._notebook_at(width, repo, notebook_ceiling_mb)
+        parallel = self.measure(f"parallel-{width}", ["python", "-m", "tools.parallel"], repo)
+        stages = {stage: record for stage, record in parallel.processes.items() if stage != f"parallel-{width}"}
+        row["parallel"] = {
+            "seconds": parallel.seconds,
+            "peak_rss_mb": parallel.peak_rss_mb,
+            "peak_pss_mb": parallel.peak_pss_mb,
+            "jobs": _logged_number(parallel.output, r"(\d+) at a time"),
+            "stages": stages,
+        }
+        row["encode"] = {key: stages["encode"][key] for key in ("seconds", "peak_rss_mb")}
+        command = ["python", "-m", "stages.train", "--model", model, "--data", "data/encoded"]
+        train = self.measure(f"train-{width}", [*command, "--models-dir", str(self.work / f"train-{width}")], repo)
+        row["train"] = {
+            "seconds": train.seconds,
+            "peak_rss_mb": train.processes[f"train-{width}"]["peak_rss_mb"],
+            "input": "sparse" if " on sparse rows " in train.output else "dense",
+        }
+        if width == FLOOR_WIDTH:
+            out = self.work / "floor.json"
+            command = ["python", "-m", "tools.bench.floor", "--data", "data/encoded", "--model", model]
+            self.measure("floor", [*command, "--out", str(out)], repo)
+            row["floor"] = json.loads(out.read_text())
+        shutil.rmtree(repo)  # a 100,000-word copy holds 10 GB of arrays and their DVC cache
+        return row
+
+    def _notebook_at(self, width: int, repo: Path, ceiling_mb: float) -> dict[str, Any]:
+        timings = self.work / f"notebook-{width}.json"
+        command = ["python", "-m", "tools.bench.notebook", str(self.archive), "--timings", str(timings)]
+        run = self.measure(f"notebook-{width}", command, repo, memory_ceiling_mb=ceiling_mb)
+        # Stopped for its memory, it recorded nothing itself: its peak is the sampled one.
+        peak = run.peak_pss_mb if run.out_of_memory else run.processes[f"notebook-{width}"]["peak_rss_mb"]
+        return {
+            "seconds": run.seconds,
+            "peak_rss_mb": peak,
+            "out_of_memory": run.out_of_memory,
+            "ceiling_mb": round(ceiling_mb),
+        }
+
+    def scale(self, model: str, widths: tuple[int, ...] = SCALE_WIDTHS) -> list[dict[str, Any]]:
+        """A scale row per width; the notebook's column stops at the first width where it runs out of memory."""
+        available = available_memory()
+        ceiling: float | None = NOTEBOOK_CEILING_MB
+        if available is not None:
+            ceiling = min(NOTEBOOK_CEILING_MB, 0.8 * available / 2**20)
+        rows = []
+        for width in widths:
+            rows.append(self.scale_width(width, model, notebook_ceiling_mb=ceiling))
+            if rows[-1].get("notebook", {}).get("out_of_memory"):
+                ceiling = None
+        return rows
+
     def training(self, repo: Path, model: str) -> list[dict[str, Any]]:
         out = self.work / "training.json"
         self.measure(
@@ -175,6 +271,12 @@ class Benchmark:
             repo,
         )
         return json.loads(out.read_text())
+
+
+def _logged_number(output: str, pattern: str) -> int | None:
+    """The number the first match of `pattern` (one group) in a command's output captures."""
+    found = re.search(pattern, output)
+    return int(found.group(1)) if found else None
 
 
 def _same_results(first: Path, second: Path) -> dict[str, Any]:
@@ -187,7 +289,15 @@ def _same_results(first: Path, second: Path) -> dict[str, Any]:
     }
 
 
-def run_benchmark(archive: Path, work: Path, *, jobs: int | None, model: str, params: dict[str, Any]) -> dict[str, Any]:
+def run_benchmark(
+    archive: Path,
+    work: Path,
+    *,
+    jobs: int | None,
+    model: str,
+    params: dict[str, Any],
+    scale_widths: tuple[int, ...] = SCALE_WIDTHS,
+) -> dict[str, Any]:
     """Every phase, in an order where none disturbs the next; returns the raw results."""
     bench = Benchmark(archive, work, params)
     sequential, parallel = bench.copy("sequential"), bench.copy("parallel")
@@ -207,6 +317,8 @@ def run_benchmark(archive: Path, work: Path, *, jobs: int | None, model: str, pa
     results["one_change"] = bench.one_change(sequential, model)
     results["encode"] = bench.encode_widths(sequential)
     results["training"] = bench.training(sequential, model)
+    if scale_widths:
+        results["scale"] = bench.scale(model, scale_widths)
     results["load_average"] = {"before": load_before, "after": os.getloadavg()}
     return results
 
@@ -250,6 +362,15 @@ def main() -> None:
         help="a params.yaml value for every run, e.g. train.epochs=2 (repeatable)",
     )
     parser.add_argument("--work", type=Path, default=None, help="keep the project copies here (default: a temp dir)")
+    parser.add_argument(
+        "--scale-widths",
+        type=int,
+        nargs="*",
+        default=list(SCALE_WIDTHS),
+        metavar="NUM_WORDS",
+        help="the scale table's num_words (default: %(default)s; none: skip the scale phase)",
+    )
+    parser.add_argument("--chart", type=Path, default=SCALE_CHART, help="the scale phase's chart (%(default)s)")
     args = parser.parse_args()
 
     from tools.bench.report import markdown, summarize
@@ -260,7 +381,12 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="bench-") as temporary:
             work = args.work or Path(temporary)
             results = run_benchmark(
-                args.archive.resolve(), work, jobs=args.jobs, model=args.model, params=dict(args.set)
+                args.archive.resolve(),
+                work,
+                jobs=args.jobs,
+                model=args.model,
+                params=dict(args.set),
+                scale_widths=tuple(args.scale_widths),
             )
     except BenchError as error:
         # A measured command failed: its message ends with the end of that command's output.
@@ -270,6 +396,10 @@ def main() -> None:
     (args.out / "bench.json").write_text(json.dumps({"summary": summary, "results": results}, indent=2) + "\n")
     table = markdown(summary, results)
     (args.out / "bench.md").write_text(table)
+    if results.get("scale"):
+        from tools.bench.chart import draw_scale_chart
+
+        draw_scale_chart(results["scale"], args.chart)
     args.docs.write_text(SPEED_PAGE_HEADING + table + "\n")
     print(table)
 
