@@ -6,12 +6,12 @@ import pytest
 
 from imdb_regularization.params import Params, parse_params
 from tests.support.data import make_reviews, write_aclimdb_archive
-from tests.support.project import PROJECT_ROOT
+from tests.support.project import project_params_text
 
 
 @pytest.fixture
 def default_params() -> Params:
-    return parse_params((PROJECT_ROOT / "params.yaml").read_text())
+    return parse_params(project_params_text())
 
 
 @pytest.fixture

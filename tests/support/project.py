@@ -5,6 +5,7 @@ run DVC the way the study, the benchmark and `tools.parallel` do.
 """
 
 import json
+import re
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,6 +25,7 @@ __all__ = [
     "dvc_result",
     "pipeline_environment",
     "plot_titles",
+    "project_params_text",
     "run_dvc",
     "run_in",
     "stages_changed",
@@ -42,6 +44,21 @@ ALL_STAGES = {
     "evaluate@l2",
     "plots",
 }
+
+
+def project_params_text() -> str:
+    """The project's params.yaml with its data location reset to the default (Keras' file at its official URL).
+
+    The README has users point `data.url` at a local copy of the data; the tests must see the
+    same defaults whether or not they did.
+    """
+    text = (PROJECT_ROOT / "params.yaml").read_text(encoding="utf-8")
+    for key, default in (("source", "keras"), ("url", "null"), ("sha256", "null")):
+        # The value runs to the line's comment; a quoted path may hold spaces but no " #".
+        text = re.sub(
+            rf"(?m)^(  {key}:) +(?:'[^']*'|\"[^\"]*\"|[^#\n]*?)( +#|$)", rf"\g<1> {default}\g<2>", text, count=1
+        )
+    return text
 
 
 def pipeline_environment(repo: Path) -> dict[str, str]:

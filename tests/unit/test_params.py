@@ -8,9 +8,9 @@ import sys
 import pytest
 
 from imdb_regularization.params import ParamsError, load_params, parse_params
-from tests.support.project import PROJECT_ROOT
+from tests.support.project import PROJECT_ROOT, project_params_text
 
-DEFAULT_TEXT = (PROJECT_ROOT / "params.yaml").read_text()
+DEFAULT_TEXT = project_params_text()
 
 
 def test_defaults_reproduce_the_notebook(default_params):

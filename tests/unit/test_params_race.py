@@ -14,13 +14,13 @@ from imdb_regularization.params import (
     parse_yaml,
     stage_params_keys,
 )
-from tests.support.project import PROJECT_ROOT
+from tests.support.project import PROJECT_ROOT, project_params_text
 
 
 @pytest.fixture
 def project(tmp_path, monkeypatch) -> Path:
-    for name in ("dvc.yaml", "params.yaml"):
-        shutil.copy2(PROJECT_ROOT / name, tmp_path / name)
+    shutil.copy2(PROJECT_ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    (tmp_path / "params.yaml").write_text(project_params_text())
     monkeypatch.chdir(tmp_path)
     # load_params registers a check with `atomic`; keep this test's checks out of the others.
     monkeypatch.setattr(atomic, "_publish_checks", [])

@@ -24,7 +24,7 @@ from imdb_regularization.evaluation.words import analyse_words
 from imdb_regularization.model import files
 from imdb_regularization.model.files import ModelFilesError
 from stages import evaluate, plots
-from tests.support.project import PROJECT_ROOT
+from tests.support.project import PROJECT_ROOT, project_params_text
 from tools.project import set_params
 
 NUM_WORDS, HIDDEN_UNITS, EPOCHS = 8, (4, 3), 2
@@ -66,7 +66,7 @@ def _history() -> dict[str, list]:
 def build_project(root: Path) -> Path:
     """A project with params.yaml, y_test.npy, and valid files of every model in models/ and metrics/."""
     root.mkdir(parents=True, exist_ok=True)
-    (root / "params.yaml").write_text((PROJECT_ROOT / "params.yaml").read_text())
+    (root / "params.yaml").write_text(project_params_text())
     set_params(root, {"data.num_words": NUM_WORDS, "train.hidden_units": list(HIDDEN_UNITS), "train.epochs": EPOCHS})
     (root / "data/encoded").mkdir(parents=True)
     np.save(root / Y_TEST, LABELS)
