@@ -66,6 +66,8 @@ class DataParams:
     url: str | None
     sha256: str | None
     num_words: int
+    word_index_url: str | None
+    word_index_sha256: str | None
 
 
 @dataclass(frozen=True)
@@ -155,30 +157,39 @@ def local_path(url: str) -> Path | None:
     return Path(url2pathname(parsed.path) if parsed.scheme == "file" else url)
 
 
-def _url(value: Any) -> str | None:
+def _url(value: Any, key: str = "data.url") -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value:
-        raise _fail("data.url", "null, a URL or a file path", value)
+        raise _fail(key, "null, a URL or a file path", value)
     local = local_path(value)
     if local is not None and not local.is_file():
-        raise _fail("data.url", "an http(s) URL or an existing file", value)
+        raise _fail(key, "an http(s) URL or an existing file", value)
     return value
+
+
+def _pinned_url(section: dict, url_key: str, sha256_key: str) -> tuple[str | None, str | None]:
+    """A `data.url`-style override and the SHA-256 pinning it, checked together."""
+    sha256 = section[sha256_key]
+    if sha256 is not None and not (isinstance(sha256, str) and SHA256.fullmatch(sha256)):
+        raise _fail(f"data.{sha256_key}", "null or 64 lower-case hex digits", sha256)
+    url = _url(section[url_key], f"data.{url_key}")
+    if url is not None and sha256 is None and urlparse(url).scheme in ("http", "https"):
+        raise _fail(f"data.{sha256_key}", f"set (64 hex digits) when data.{url_key} is an http(s) URL", sha256)
+    return url, sha256
 
 
 def _data(raw: Any) -> DataParams:
     section = _mapping(raw, "data", _names(DataParams))
-    sha256 = section["sha256"]
-    if sha256 is not None and not (isinstance(sha256, str) and SHA256.fullmatch(sha256)):
-        raise _fail("data.sha256", "null or 64 lower-case hex digits", sha256)
-    url = _url(section["url"])
-    if url is not None and sha256 is None and urlparse(url).scheme in ("http", "https"):
-        raise _fail("data.sha256", "set (64 hex digits) when data.url is an http(s) URL", sha256)
+    url, sha256 = _pinned_url(section, "url", "sha256")
+    word_index_url, word_index_sha256 = _pinned_url(section, "word_index_url", "word_index_sha256")
     return DataParams(
         source=_choice(section["source"], "data.source", DATA_SOURCES),
         url=url,
         sha256=sha256,
         num_words=_num_words(section["num_words"]),
+        word_index_url=word_index_url,
+        word_index_sha256=word_index_sha256,
     )
 
 

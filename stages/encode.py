@@ -4,7 +4,8 @@ Params: `data.source`, `data.num_words`.
 Reads: `<raw>/imdb.npz` (keras) or `<raw>/aclImdb_v1.tar.gz` (aclimdb), after checking it
 against the SHA-256 in `<raw>/source.json`.
 Writes: the encoded arrays in `<out>/` (`imdb_regularization.model.encoded_arrays`): uint8
-multi-hot rows and labels, and for aclimdb `vocabulary.tsv` (index, word, training-set count).
+multi-hot rows and labels, and `vocabulary.tsv` (index, word, training-set count): for aclimdb
+the words it ranked, for keras the words of Keras' word index (`readers.word_index`).
 
 Reading: `imdb_regularization.readers`; tokens, vocabulary and multi-hot rows, with Keras'
 index convention: `imdb_regularization.features`.
@@ -23,7 +24,8 @@ from imdb_regularization.model.encoded_arrays import write_encoded
 from imdb_regularization.params import FIRST_WORD_INDEX, load_params
 from imdb_regularization.readers.aclimdb import iter_reviews
 from imdb_regularization.readers.keras_npz import read_keras_npz
-from imdb_regularization.readers.sources import SOURCES, verified_raw_file
+from imdb_regularization.readers.sources import SOURCES, verified_raw_file, verified_word_index
+from imdb_regularization.readers.word_index import keras_vocabulary, read_word_index
 
 log = logging.getLogger("stages.encode")
 
@@ -42,7 +44,10 @@ def main() -> None:
     raw_file = verified_raw_file(args.raw, SOURCES[data.source].filename)
     vocabulary = None
     if data.source == "keras":
-        arrays = index_keras(read_keras_npz(raw_file), data.num_words)
+        keras_arrays = read_keras_npz(raw_file)
+        arrays = index_keras(keras_arrays, data.num_words)
+        words = read_word_index(verified_word_index(args.raw))
+        vocabulary = keras_vocabulary(words, keras_arrays["x_train"], data.num_words)
     else:
         reviews = index_reviews(iter_reviews(raw_file), raw_file, TOKENIZING_PROCESSES)
         arrays, vocabulary = index_aclimdb(reviews, data.num_words)

@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 from imdb_regularization.atomic import atomic_path
 from imdb_regularization.cli import StageError
 from imdb_regularization.params import local_path
-from imdb_regularization.readers.sources import CHUNK_BYTES, Source, sha256_of
+from imdb_regularization.readers.sources import CHUNK_BYTES, Source, digest_of, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -275,40 +275,75 @@ def _cached(cached: Path, sha256: str) -> bool:
 
 
 def fetch_file(
-    *, url: str, sha256: str | None, cache_dir: Path, policy: DownloadPolicy = DEFAULT_POLICY
+    *,
+    url: str,
+    sha256: str | None,
+    cache_dir: Path,
+    policy: DownloadPolicy = DEFAULT_POLICY,
+    md5: str | None = None,
 ) -> tuple[Path, str]:
     """Find or download the file at `url` and verify it.
 
     Args:
         url: an http(s) URL, a `file://` URL or a local path.
-        sha256: the expected digest; required for http(s), while None accepts a local file as it is.
+        sha256: the expected digest; required for http(s) unless `md5` is given, while None
+            accepts a local file as it is.
         cache_dir: where downloads are kept between runs.
         policy: how patiently to download.
+        md5: the expected MD5, for a file whose publisher gives no SHA-256 (checked as well as
+            `sha256` when both are given).
 
     Returns:
         The verified file and its SHA-256.
 
     Raises:
-        FetchError: the download failed, or the file does not match `sha256`.
-        ValueError: an http(s) URL without `sha256`.
+        FetchError: the download failed, or the file does not match `sha256` or `md5`.
+        ValueError: an http(s) URL without `sha256` or `md5`.
     """
     local = local_path(url)
     if local is not None:
-        return local, _verify_local(local, sha256)
-    if sha256 is None:
+        actual = _verify_local(local, sha256)
+        _check_md5(local, md5, "Point data.url at the right file.")
+        return local, actual
+    if sha256 is None and md5 is None:
         raise ValueError(f"an http(s) URL needs a sha256 to verify the download against: {url}")
     cached = _cache_file(url, cache_dir)
-    if _cached(cached, sha256):
+    if sha256 is not None and _cached(cached, sha256):
         return cached, sha256
+    if sha256 is None and _cached_by_md5(cached, md5):
+        return cached, sha256_of(cached)
     with atomic_path(cached) as temporary:
         log.info("downloading %s to %s", url, cached)
         download(url, temporary, policy)
         actual = sha256_of(temporary)
-        if actual != sha256:
+        if sha256 is not None and actual != sha256:
             raise FetchError(
                 f"checksum mismatch for {url}: expected sha256 {sha256}, got {actual}. The download was deleted."
             )
+        _check_md5(temporary, md5, "The download was deleted.", url)
     return cached, actual
+
+
+def _check_md5(path: Path, md5: str | None, advice: str, name: str | None = None) -> None:
+    """Refuse `path` when `md5` is given and is not its MD5."""
+    if md5 is None:
+        return
+    actual = digest_of(path, "md5")
+    if actual != md5:
+        raise FetchError(f"checksum mismatch for {name or path}: expected md5 {md5}, got {actual}. {advice}")
+
+
+def _cached_by_md5(cached: Path, md5: str | None) -> bool:
+    """Whether `cached` is already the file of MD5 `md5`; a cached file with another checksum is deleted."""
+    if md5 is None or not cached.is_file():
+        return False
+    actual = digest_of(cached, "md5")
+    if actual == md5:
+        log.info("using %s (cached, md5 verified)", cached)
+        return True
+    log.warning("cached %s has md5 %s, not %s: deleting it and downloading again", cached, actual, md5)
+    cached.unlink()
+    return False
 
 
 def resolve_source(source: Source, url: str | None, sha256: str | None) -> tuple[str, str | None]:

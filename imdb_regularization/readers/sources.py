@@ -24,8 +24,10 @@ class DataError(StageError):
 class Source:
     name: str
     url: str
-    sha256: str
+    sha256: str | None
     filename: str
+    # Only for a file whose publisher gives no SHA-256: the MD5 it publishes.
+    md5: str | None = None
 
 
 SOURCES = {
@@ -45,14 +47,33 @@ SOURCES = {
     ),
 }
 
+# The keras source's words: Keras' published word index (word -> frequency rank; the word of rank r is
+# column r + 3 of the multi-hot rows). Keras' own `imdb.get_word_index` checks it by this MD5, the only
+# checksum published for it, so the official file is verified by MD5; `fetch` records its SHA-256,
+# which `encode` checks like the data's.
+WORD_INDEX = Source(
+    name="keras word index",
+    url="https://storage.googleapis.com/tensorflow/tf-keras-datasets/imdb_word_index.json",
+    sha256=None,
+    filename="imdb_word_index.json",
+    md5="bfafd718b763782e994055a2d397834f",
+)
+# Where source.json records the word index fetched beside the keras source's data.
+WORD_INDEX_RECORD_KEY = "word_index"
 
-def sha256_of(path: Path) -> str:
-    """The hex SHA-256 of a file, read in chunks so a large archive never sits in memory."""
-    digest = hashlib.sha256()
+
+def digest_of(path: Path, algorithm: str = "sha256") -> str:
+    """The hex digest of a file by `algorithm` (a `hashlib` name), read in chunks."""
+    digest = hashlib.new(algorithm)
     with path.open("rb") as file:
         while chunk := file.read(CHUNK_BYTES):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def sha256_of(path: Path) -> str:
+    """The hex SHA-256 of a file, read in chunks so a large archive never sits in memory."""
+    return digest_of(path, "sha256")
 
 
 def verified_raw_file(raw_dir: Path, filename: str) -> Path:
@@ -61,14 +82,30 @@ def verified_raw_file(raw_dir: Path, filename: str) -> Path:
     Raises:
         DataError: the file or its record is missing, or the file changed since it was fetched.
     """
-    raw_file, record = raw_dir / filename, raw_dir / SOURCE_RECORD
+    return _verified(raw_dir / filename, raw_dir / SOURCE_RECORD, ())
+
+
+def verified_word_index(raw_dir: Path) -> Path:
+    """The word index the fetch stage wrote beside the keras source's data, checked like `verified_raw_file`.
+
+    Raises:
+        DataError: the file or its record is missing, or the file changed since it was fetched.
+    """
+    return _verified(raw_dir / WORD_INDEX.filename, raw_dir / SOURCE_RECORD, (WORD_INDEX_RECORD_KEY,))
+
+
+def _verified(raw_file: Path, record: Path, keys: tuple[str, ...]) -> Path:
+    """`raw_file`, once its SHA-256 is the one `record` holds under `keys` + `sha256`."""
     for required in (raw_file, record):
         if not required.is_file():
             raise DataError(f"{required} is missing: run the fetch stage")
     try:
-        expected = json.loads(record.read_text(encoding="utf-8"))["sha256"]
+        entry = json.loads(record.read_text(encoding="utf-8"))
+        for key in keys:
+            entry = entry[key]
+        expected = entry["sha256"]
     except (ValueError, KeyError, TypeError):
-        raise DataError(f"{record} does not record a sha256: run the fetch stage") from None
+        raise DataError(f"{record} does not record a {'.'.join((*keys, 'sha256'))}: run the fetch stage") from None
     actual = sha256_of(raw_file)
     if actual != expected:
         raise DataError(f"{raw_file} changed since it was fetched: sha256 {actual}, {record} says {expected}")

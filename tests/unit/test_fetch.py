@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -23,6 +23,7 @@ import pytest
 
 from imdb_regularization.readers import download
 from imdb_regularization.readers.download import DownloadPolicy, FetchError, fetch_file
+from imdb_regularization.readers.sources import WORD_INDEX, verified_word_index
 from stages import fetch
 from tests.support.data import make_reviews, write_aclimdb_archive
 from tests.support.project import PROJECT_ROOT
@@ -485,3 +486,74 @@ def test_a_full_disk_fails_at_once_naming_the_file(server, archive):
         download.download(url, Path("/dev/full"), FAST)
     assert str(failure.value) == "cannot write /dev/full: No space left on device"
     assert server.requests == [ARCHIVE_PATH]  # a full disk is not retried like a network error
+
+
+# The keras source's word index: fetched beside the data, verified, with its own keys in every message.
+
+WORD_INDEX_PATH = "/mirror/imdb_word_index.json"
+WORD_INDEX_BODY = json.dumps({"the": 1, "movie": 2, "great": 3}).encode()
+
+
+def _run_keras_fetch_main(monkeypatch, project: Path, word_index_url: str | None, pin: str | None) -> Path:
+    """`python -m stages.fetch` for the keras source, its data a local file and its word index at `word_index_url`."""
+    project.mkdir(exist_ok=True)
+    (project / "imdb.npz").write_bytes(b"the data, which fetch only copies")
+    (project / "params.yaml").write_text((PROJECT_ROOT / "params.yaml").read_text())
+    set_params(
+        project,
+        {
+            "data.source": "keras",
+            "data.url": str(project / "imdb.npz"),
+            "data.word_index_url": word_index_url,
+            "data.word_index_sha256": pin,
+        },
+    )
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("KERAS_HOME", str(project / "keras-home"))
+    monkeypatch.setattr(sys, "argv", ["stages.fetch", "--out", "data/raw"])
+    fetch.main()
+    return project / "data" / "raw"
+
+
+def test_main_fetches_the_keras_word_index_beside_the_data_and_records_it(server, tmp_path, monkeypatch):
+    url = server.serve(WORD_INDEX_PATH, Reply(body=WORD_INDEX_BODY))
+    raw = _run_keras_fetch_main(monkeypatch, tmp_path, url, sha256(WORD_INDEX_BODY))
+    assert files_under(raw) == ["imdb.npz", "imdb_word_index.json", "source.json"]
+    assert (raw / "imdb_word_index.json").read_bytes() == WORD_INDEX_BODY
+    record = json.loads((raw / "source.json").read_text())
+    assert record["word_index"] == {"url": url, "sha256": sha256(WORD_INDEX_BODY), "bytes": len(WORD_INDEX_BODY)}
+    assert verified_word_index(raw) == raw / "imdb_word_index.json"
+
+
+def test_the_official_word_index_is_verified_by_the_md5_keras_publishes(server, tmp_path, monkeypatch):
+    url = server.serve(WORD_INDEX_PATH, Reply(body=WORD_INDEX_BODY), Reply(body=WORD_INDEX_BODY))
+    official = replace(WORD_INDEX, url=url, md5=hashlib.md5(WORD_INDEX_BODY).hexdigest())
+    monkeypatch.setattr(fetch, "WORD_INDEX", official)
+    raw = _run_keras_fetch_main(monkeypatch, tmp_path / "good", None, None)
+    assert json.loads((raw / "source.json").read_text())["word_index"]["sha256"] == sha256(WORD_INDEX_BODY)
+
+    monkeypatch.setattr(fetch, "WORD_INDEX", replace(official, md5="0" * 32))
+    with pytest.raises(FetchError, match=f"expected md5 {'0' * 32}, got {official.md5}. The download was deleted."):
+        _run_keras_fetch_main(monkeypatch, tmp_path / "bad", None, None)
+    assert files_under(tmp_path / "bad" / "data") == []
+    assert files_under(tmp_path / "bad" / "keras-home") == []
+
+
+def test_a_word_index_cached_with_the_right_md5_is_not_downloaded_again(server, tmp_path):
+    url = server.serve(WORD_INDEX_PATH, Reply(body=WORD_INDEX_BODY))
+    md5 = hashlib.md5(WORD_INDEX_BODY).hexdigest()
+    first = fetch_file(url=url, sha256=None, md5=md5, cache_dir=tmp_path / "cache", policy=FAST)
+    second = fetch_file(url=url, sha256=None, md5=md5, cache_dir=tmp_path / "cache", policy=FAST)
+    assert first == second == (tmp_path / "cache" / "imdb_word_index.json", sha256(WORD_INDEX_BODY))
+    assert server.requests == [WORD_INDEX_PATH]
+
+
+def test_an_unreachable_word_index_names_its_own_keys(server, tmp_path, monkeypatch):
+    url = server.serve(WORD_INDEX_PATH, Reply(status=404))
+    with pytest.raises(FetchError) as failure:
+        _run_keras_fetch_main(monkeypatch, tmp_path, url, "0" * 64)
+    assert str(failure.value) == (
+        f"cannot download {url}: HTTP 404 Not Found. "
+        "To use a copy you already have, set data.word_index_url to its path (and data.word_index_sha256 to pin it)."
+    )
+    assert files_under(tmp_path / "data") == []
