@@ -10,7 +10,6 @@ tested in tests/unit/test_stop_signals.py.
 import hashlib
 import json
 import os
-import selectors
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import pytest
 import yaml
 
 from tests.support.data import make_reviews, write_aclimdb_archive
-from tests.support.processes import describe, kill_all_under, processes_under, wait_until_none_under
+from tests.support.processes import describe, kill_all_under, processes_under, read_until, wait_until_none_under
 from tests.support.project import (
     copy_pipeline,
     dvc_result,
@@ -84,19 +83,6 @@ def _start_dvc(repo: Path, *args: str, **options) -> subprocess.Popen:
     )
 
 
-def _read_until(process: subprocess.Popen, marker: str) -> str:
-    """Read the process's output until it contains `marker`; fail if it ends or times out first."""
-    output, deadline = b"", time.monotonic() + TIMEOUT_SECONDS
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        while marker.encode() not in output:
-            assert selector.select(deadline - time.monotonic()), f"no {marker!r} in time:\n{output.decode()}"
-            chunk = os.read(process.stdout.fileno(), 1 << 16)
-            assert chunk, f"the process ended before {marker!r}:\n{output.decode()}"
-            output += chunk
-    return output.decode()
-
-
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory) -> Path:
     return write_aclimdb_archive(tmp_path_factory.mktemp("data") / "tiny_aclImdb.tar.gz", make_reviews(20))
@@ -125,7 +111,7 @@ def repo(tmp_path_factory, archive, cold_run) -> Path:
 @pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_a_repro_stopped_during_training_leaves_no_output_that_looks_complete(repo, stop_signal):
     process = _start_dvc(repo, "repro", stdout=subprocess.PIPE)
-    output = _read_until(process, TRAINING_STARTED)
+    output = read_until(process, TRAINING_STARTED, TIMEOUT_SECONDS)
     os.killpg(process.pid, stop_signal)
     # The rest of the output ends when the last process of the group (the stage) has exited.
     output += process.communicate(timeout=TIMEOUT_SECONDS)[0].decode()

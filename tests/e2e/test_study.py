@@ -7,7 +7,6 @@ it must leave no process behind, and the study proper, started right after, must
 
 import csv
 import os
-import selectors
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import pytest
 
 from study.run import grid_points
 from tests.support.data import make_reviews, write_aclimdb_archive
-from tests.support.processes import describe, kill_all_under, processes_under, wait_until_none_under
+from tests.support.processes import describe, kill_all_under, processes_under, read_until, wait_until_none_under
 from tests.support.project import copy_pipeline, pipeline_environment, run_dvc, run_in, stages_run
 
 # One rate keeps it to six trainings (each pays TensorFlow's start-up).
@@ -34,19 +33,6 @@ TRAINING_STARTED = "stages.train: training "
 def _read_csv(path: Path) -> list[dict]:
     with path.open(newline="") as file:
         return list(csv.DictReader(file))
-
-
-def _read_until(process: subprocess.Popen, marker: str) -> str:
-    """Read the process's output until it contains `marker`; fail if it ends or times out first."""
-    output, deadline = b"", time.monotonic() + TIMEOUT_SECONDS
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        while marker.encode() not in output:
-            assert selector.select(deadline - time.monotonic()), f"no {marker!r} in time:\n{output.decode()}"
-            chunk = os.read(process.stdout.fileno(), 1 << 16)
-            assert chunk, f"the process ended before {marker!r}:\n{output.decode()}"
-            output += chunk
-    return output.decode()
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +61,7 @@ def stopped(repo) -> dict:
         start_new_session=True,  # its own process group, as a shell runs a job
     )
     try:
-        output = _read_until(process, TRAINING_STARTED)
+        output = read_until(process, TRAINING_STARTED, TIMEOUT_SECONDS)
         running = processes_under(repo)
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the job's whole group
         started = time.monotonic()

@@ -6,7 +6,9 @@ working directory is inside the copy". Processes of other tests and other users 
 """
 
 import os
+import selectors
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -50,3 +52,17 @@ def kill_all_under(root: Path) -> None:
 def describe(processes: dict[int, str]) -> str:
     """`pid command` lines, as `pgrep -a` prints them."""
     return "\n".join(f"{pid} {command}" for pid, command in sorted(processes.items())) or "(none)"
+
+
+def read_until(process: subprocess.Popen, marker: str, timeout: float) -> str:
+    """Read the process's output (a binary pipe) until it contains `marker`; fail if it ends or times out first."""
+    assert process.stdout is not None
+    output, deadline = b"", time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while marker.encode() not in output:
+            assert selector.select(deadline - time.monotonic()), f"no {marker!r} in time:\n{output.decode()}"
+            chunk = os.read(process.stdout.fileno(), 1 << 16)
+            assert chunk, f"the process ended before {marker!r}:\n{output.decode()}"
+            output += chunk
+    return output.decode()
