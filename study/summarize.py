@@ -10,12 +10,15 @@ that model's metrics. Writes to `<out>/`:
 - `points.csv`: one row per experiment;
 - `summary.csv` and `summary.md`: per model and rate, the mean and sample standard deviation
   over seeds of test BCE, test accuracy and sparsity, and the markdown names the best;
-- `study.png`: test BCE and sparsity against rate on a log axis, mean ± std, each seed a dot,
-  the basic model as a horizontal band;
+- `study.png`: test BCE, sparsity and words kept against rate on a log axis, mean ± std, each seed
+  a dot, the basic model as a horizontal band;
 - `plot.csv`: the means against log10(rate) for `dvc plots`, the basic model repeated at every rate.
 
 Sparsity is the fraction of hidden-layer weights below `evaluate.zero_threshold` in magnitude,
-averaged over the hidden layers.
+averaged over the hidden layers. Words kept are the words whose first-layer row norm reaches
+`evaluate.kept_norm` (`imdb_regularization.evaluation.words`); experiments evaluated before that
+metric existed have none, and are left out of its means and its panel (the panel is drawn only
+when some experiment has it).
 """
 
 import argparse
@@ -31,11 +34,14 @@ from matplotlib.figure import Figure
 
 from imdb_regularization import cli
 from imdb_regularization.atomic import atomic_path, write_csv, write_text
+from imdb_regularization.params import FIRST_WORD_INDEX
 from study.run import BASELINE, EXPERIMENT_PREFIX, StudyError, call_dvc, model_label
 
 log = logging.getLogger("study.summarize")
 
-SUMMARIZED = ("test_bce", "test_accuracy", "zero_fraction")
+SUMMARIZED = ("test_bce", "test_accuracy", "zero_fraction", "words_kept")
+# Metrics that experiments evaluated before they existed lack; their means skip those experiments.
+OPTIONAL_METRICS = ("words_kept",)
 DIGITS = 4
 # The keys that make points of one study differ; every other param must agree between them.
 POINT_KEYS = ("models", "train.seed")
@@ -73,6 +79,7 @@ def _point(name: str, data: dict) -> dict | None:
         "test_accuracy": metrics["test_accuracy"],
         "test_auc": metrics["test_auc"],
         "zero_fraction": round(float(np.mean([layer["zero_fraction"] for layer in layers])), DIGITS),
+        "words_kept": metrics.get("words_kept"),
         "settings": {
             key: value
             for key, value in _flatten(params).items()
@@ -132,7 +139,10 @@ def aggregate(points: list[dict]) -> list[dict]:
         members = groups[model, rate]
         row = {"model": model, "rate": rate, "seeds": len(members)}
         for metric in SUMMARIZED:
-            values = np.array([member[metric] for member in members], dtype=np.float64)
+            values = np.array([member[metric] for member in members if member[metric] is not None], dtype=np.float64)
+            if not values.size:
+                row[f"{metric}_mean"] = row[f"{metric}_std"] = None
+                continue
             row[f"{metric}_mean"] = round(float(values.mean()), DIGITS)
             row[f"{metric}_std"] = round(float(values.std(ddof=1)) if len(values) > 1 else 0.0, DIGITS)
         rows.append(row)
@@ -153,6 +163,7 @@ def plot_rows(summary: list[dict]) -> list[dict]:
             "test_bce": row["test_bce_mean"],
             "test_bce_std": row["test_bce_std"],
             "zero_fraction": row["zero_fraction_mean"],
+            "words_kept": row["words_kept_mean"],
         }
         for row in summary
         for rate in (rates if row["model"] == "basic" else [row["rate"]])
@@ -168,6 +179,10 @@ def _rate(row: dict) -> str:
 
 
 def _score(row: dict, metric: str = "test_bce") -> str:
+    if row[f"{metric}_mean"] is None:
+        return "–"
+    if metric == "words_kept":
+        return f"{row[f'{metric}_mean']:,.0f} ± {row[f'{metric}_std']:,.0f}"
     return f"{row[f'{metric}_mean']:.4f} ± {row[f'{metric}_std']:.4f}"
 
 
@@ -223,7 +238,9 @@ def verdict_lines(summary: list[dict], points: list[dict]) -> list[str]:
 def _draw(axes: Axes, summary: list[dict], points: list[dict], metric: str) -> None:
     """Each regularizer's mean ± std against rate with its seeds as dots; the basic model as a band."""
     for index, model in enumerate(dict.fromkeys(row["model"] for row in summary)):
-        rows = [row for row in summary if row["model"] == model]
+        rows = [row for row in summary if row["model"] == model and row[f"{metric}_mean"] is not None]
+        if not rows:
+            continue
         mean = np.array([row[f"{metric}_mean"] for row in rows])
         std = np.array([row[f"{metric}_std"] for row in rows])
         colour = f"C{index}"
@@ -234,7 +251,7 @@ def _draw(axes: Axes, summary: list[dict], points: list[dict], metric: str) -> N
         rates = [row["rate"] for row in rows]
         axes.fill_between(rates, mean - std, mean + std, color=colour, alpha=0.2)
         axes.plot(rates, mean, "o-", color=colour, label=f"{model}, mean ± std")
-        seeds = [point for point in points if point["model"] == model]
+        seeds = [point for point in points if point["model"] == model and point[metric] is not None]
         axes.plot(
             [point["rate"] for point in seeds],
             [point[metric] for point in seeds],
@@ -245,20 +262,31 @@ def _draw(axes: Axes, summary: list[dict], points: list[dict], metric: str) -> N
         )
 
 
-def figure_study(summary: list[dict], points: list[dict], title: str) -> Figure:
-    """Test BCE (left) and sparsity (right) against rate, on a log axis."""
-    figure = Figure(figsize=(12, 5), layout="constrained")
-    loss_axes, sparsity_axes = figure.subplots(1, 2)
-    for axes, metric, label in (
-        (loss_axes, "test_bce", "test binary cross-entropy (lower is better)"),
-        (sparsity_axes, "zero_fraction", SPARSITY_LABEL),
-    ):
+def figure_study(summary: list[dict], points: list[dict], title: str, num_words: int | None = None) -> Figure:
+    """Test BCE, sparsity and (when the experiments have it) words kept against rate, on a log axis.
+
+    Args:
+        summary: the rows of `aggregate`.
+        points: the experiments' points.
+        title: the figure's title.
+        num_words: `data.num_words` of the experiments, for the words-kept axis label.
+    """
+    panels = [
+        ("test_bce", "test binary cross-entropy (lower is better)", "Test BCE against rate"),
+        ("zero_fraction", SPARSITY_LABEL, "Sparsity against rate"),
+    ]
+    if any(row["words_kept_mean"] is not None for row in summary):
+        words = "" if num_words is None else f" (of {num_words - FIRST_WORD_INDEX:,})"
+        panels.append(
+            ("words_kept", f"words kept{words}, first-layer row norm >= kept_norm", "Words kept against rate")
+        )
+    figure = Figure(figsize=(6 * len(panels), 5), layout="constrained")
+    all_axes = figure.subplots(1, len(panels))
+    for axes, (metric, label, panel_title) in zip(all_axes, panels, strict=True):
         _draw(axes, summary, points, metric)
-        axes.set(xscale="log", xlabel="regularization rate (log scale)", ylabel=label)
+        axes.set(xscale="log", xlabel="regularization rate (log scale)", ylabel=label, title=panel_title)
         axes.grid(alpha=0.3)
-    loss_axes.legend(fontsize="small")
-    sparsity_axes.set_title("Sparsity against rate")
-    loss_axes.set_title("Test BCE against rate")
+    all_axes[0].legend(fontsize="small")
     figure.suptitle(title)
     return figure
 
@@ -287,16 +315,19 @@ def summary_markdown(summary: list[dict], points: list[dict], settings: dict[str
         f"fraction of hidden-layer weights with |w| < {settings['evaluate.zero_threshold']}, averaged over the hidden "
         "layers. ± is the sample standard deviation over seeds.",
         "",
-        "| model | rate | seeds | test BCE | test accuracy | sparsity (zero fraction) |",
-        "|---|---|---|---|---|---|",
+        f"Words kept: words whose first-layer row norm is at least {settings.get('evaluate.kept_norm', '–')} "
+        "(– for experiments evaluated before this metric).",
+        "",
+        "| model | rate | seeds | test BCE | test accuracy | sparsity (zero fraction) | words kept |",
+        "|---|---|---|---|---|---|---|",
     ]
     lines += [
         f"| {row['model']} | {_rate(row)} | {row['seeds']} | {_score(row)} | {_score(row, 'test_accuracy')} | "
-        f"{_score(row, 'zero_fraction')} |"
+        f"{_score(row, 'zero_fraction')} | {_score(row, 'words_kept')} |"
         for row in summary
     ]
     lines += ["", "## Verdict", "", *verdict_lines(summary, points), ""]
-    lines.append("![Test BCE and sparsity against rate](study.png)")
+    lines.append("![Test BCE, sparsity and words kept against rate](study.png)")
     return "\n".join(lines) + "\n"
 
 
@@ -322,7 +353,7 @@ def main() -> None:
         f"data {settings['data.source']}"
     )
     with atomic_path(args.out / "study.png") as temporary:
-        figure_study(summary, points, title).savefig(temporary, dpi=110)
+        figure_study(summary, points, title, settings.get("data.num_words")).savefig(temporary, dpi=110)
     write_text(args.out / "summary.md", summary_markdown(summary, points, settings))
     winner = best_per_model(summary)[0]
     log.info("lowest mean test BCE: %s, %s; wrote %s", _describe(winner), _score(winner), args.out)

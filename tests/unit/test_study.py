@@ -130,6 +130,7 @@ def _experiment(
     test_bce: float | None,
     zero_fractions: tuple[float, ...] = (0.5, 0.7),
     epochs: int = 20,
+    words_kept: int | None = None,
 ) -> dict:
     """One experiment as `dvc exp show --json` lists it; `test_bce=None` is one that failed."""
     params = {
@@ -152,7 +153,14 @@ def _experiment(
         if test_bce is None
         else {
             f"metrics/{regularizer}.json": {
-                "data": {"test_bce": test_bce, "test_accuracy": 0.7, "test_auc": 0.8, "weights": weights}
+                "data": {
+                    "test_bce": test_bce,
+                    "test_accuracy": 0.7,
+                    "test_auc": 0.8,
+                    "weights": weights,
+                    # Experiments evaluated before words_kept existed lack it.
+                    **({} if words_kept is None else {"words_kept": words_kept}),
+                }
             }
         }
     )
@@ -266,3 +274,45 @@ def test_chart_and_table_show_every_model_on_a_log_rate_axis():
     assert "| basic | – | 3 | 0.6200 ± 0.0200 |" in table
     assert "| l1 | 0.1 | 1 | 0.6900 ± 0.0000 |" in table
     assert "rates 0.001, 0.1; seeds 1, 2, 3" in table
+
+
+def test_words_kept_against_rate_skips_experiments_evaluated_before_the_metric():
+    kept = {("none", 0.0): 96, ("l1", 0.001): 30, ("l1", 0.01): 5, ("l2", 0.001): 96}
+    study = _show(
+        *[
+            _experiment(f"study-{reg}-{rate}-s{seed}", reg, rate, seed, 0.5, words_kept=words + seed)
+            for (reg, rate), words in kept.items()
+            for seed in (1, 2)
+        ],
+        # An old experiment of the same point, without the metric: its BCE counts, its words do not.
+        _experiment("study-l1-0.001-s3", "l1", 0.001, 3, 0.5),
+    )
+    points, _ = experiment_points(study)
+    summary = aggregate(points)
+    l1 = next(row for row in summary if (row["model"], row["rate"]) == ("l1", 0.001))
+    assert (l1["seeds"], l1["words_kept_mean"]) == (3, 31.5)
+    assert [row["words_kept"] for row in plot_rows(summary) if row["model"] == "l1"] == [31.5, 6.5]
+    figure = figure_study(summary, points, "title", num_words=100)
+    assert [axes.get_title() for axes in figure.axes] == [
+        "Test BCE against rate",
+        "Sparsity against rate",
+        "Words kept against rate",
+    ]
+    assert figure.axes[2].get_ylabel().startswith("words kept (of 96)")
+    l1_means = [line for line in figure.axes[2].lines if line.get_label() == "l1, mean ± std"][0]
+    assert list(l1_means.get_ydata()) == [31.5, 6.5]
+    assert "| l1 | 0.001 | 3 | 0.5000 ± 0.0000 | 0.7000 ± 0.0000 | 0.6000 ± 0.0000 | 32 ± 1 |" in summary_markdown(
+        summary, points, common_settings(points)
+    )
+
+
+def test_a_study_without_words_kept_has_no_words_panel_and_dashes_in_its_table():
+    points, _ = experiment_points(STUDY)
+    summary = aggregate(points)
+    assert [axes.get_title() for axes in figure_study(summary, points, "title").axes] == [
+        "Test BCE against rate",
+        "Sparsity against rate",
+    ]
+    assert "| basic | – | 3 | 0.6200 ± 0.0200 | 0.7000 ± 0.0000 | 0.6000 ± 0.0000 | – |" in summary_markdown(
+        summary, points, common_settings(points)
+    )
