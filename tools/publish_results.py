@@ -34,6 +34,7 @@ COLUMNS = {
     "best val BCE": "best_val_bce",
     "best epoch": "best_epoch",
     "overfit gap": "overfit_gap",
+    "words kept": "words_kept",
 }
 
 

@@ -28,7 +28,7 @@ FIGURES = {
     "accuracy": "Accuracy per epoch",
     "weights": "Hidden-layer weights: L1 piles them at zero, L2 narrows them",
     "test_bce": "Test BCE per model (lower is better)",
-    "words_kept": "Words kept per model: L1 drops most, L2 and no regularization keep them",
+    "words_kept": "Words kept per model (first-layer row norm >= evaluate.kept_norm)",
 }
 
 

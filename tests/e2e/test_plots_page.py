@@ -19,7 +19,7 @@ import pytest
 from matplotlib.image import imread
 
 from imdb_regularization.atomic import write_csv
-from imdb_regularization.evaluation.report import curve_rows, score_rows, weight_histogram_rows
+from imdb_regularization.evaluation.report import curve_rows, score_rows, weight_histogram_rows, words_kept_rows
 from imdb_regularization.params import parse_params
 from tests.support.project import PROJECT_ROOT, copy_pipeline, plot_titles, run_dvc, run_in
 
@@ -87,11 +87,19 @@ def _write_plot_data(plots_dir: Path, seed: int) -> None:
     }
     weights = {name: rng.laplace(scale=0.02 * (index + 1), size=2000) for index, name in enumerate(names)}
     metrics = {
-        name: {"test_bce": round(rng.uniform(0.3, 0.7), 4), "test_accuracy": 0.7, "test_auc": 0.8} for name in names
+        name: {
+            "test_bce": round(rng.uniform(0.3, 0.7), 4),
+            "test_accuracy": 0.7,
+            "test_auc": 0.8,
+            "words_kept": int(rng.integers(5, 96)),
+            "words_kept_fraction": 0.5,
+        }
+        for name in names
     }
     write_csv(plots_dir / "curves.csv", curve_rows(histories))
     write_csv(plots_dir / "weights.csv", weight_histogram_rows(weights))
     write_csv(plots_dir / "test.csv", score_rows(metrics))
+    write_csv(plots_dir / "words_kept.csv", words_kept_rows(metrics))
 
 
 @pytest.fixture(scope="module")
@@ -162,8 +170,8 @@ def _open_in_chromium(chromium: str, page: Path) -> tuple[dict, np.ndarray]:
 
 def _assert_every_chart_drawn(probe: dict, screenshot: np.ndarray) -> None:
     assert probe["errors"] == [] and probe["requests"] == []
-    # The five charts of the pipeline and the two of the regularization study.
-    assert len(probe["charts"]) == len(plot_titles()) == 7
+    # The six charts of the pipeline and the two of the regularization study.
+    assert len(probe["charts"]) == len(plot_titles()) == 8
     for chart in probe["charts"]:
         # Axes and labels alone colour almost nothing (under 0.1% of a chart with no data); data 0.7% or more.
         assert chart["embedded"] and chart["rendered"] == 1 and chart["coloured"] > 0.003, chart

@@ -13,6 +13,7 @@ def _metrics(test_bce: float, zero: float) -> dict:
         "best_val_bce": 0.56,
         "best_epoch": 11,
         "overfit_gap": 0.0,
+        "words_kept": 96 if zero < 0.5 else 36,
         "weights": {"hidden_1": {"zero_fraction": zero}, "hidden_2": {"zero_fraction": zero}},
     }
 
@@ -22,7 +23,7 @@ def test_the_table_has_a_row_per_model_with_its_rate_and_the_best_test_bce_in_bo
     lines = table.splitlines()
     assert lines[0].startswith("| model | test BCE | test accuracy |")
     assert lines[0].endswith("| hidden_1 zero | hidden_2 zero |")
-    assert lines[2] == "| basic | 0.6500 | 0.7000 | 0.7700 | 0.5600 | 11 | 0.0000 | 0.0100 | 0.0100 |"
+    assert lines[2] == "| basic | 0.6500 | 0.7000 | 0.7700 | 0.5600 | 11 | 0.0000 | 96 | 0.0100 | 0.0100 |"
     assert lines[3].startswith("| l1 (0.001) | **0.5668** |")
 
 
