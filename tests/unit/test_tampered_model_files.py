@@ -426,6 +426,18 @@ CASES: dict[str, dict[str, tuple[Callable[[Path], None], tuple[str, ...], str, s
             WEIGHTS,
             "lacks hidden_2_kernel.npy; train.hidden_units [4, 3] gives hidden_1_kernel.npy, hidden_2_kernel.npy",
         ),
+        "output bias missing": (
+            _edit_weights(_set_weight("output_bias", None)),
+            ("evaluate", "plots"),
+            WEIGHTS,
+            "lacks output_bias.npy, which train writes for every layer",
+        ),
+        "bias of another width": (
+            _edit_weights(_set_weight("hidden_1_bias", np.zeros(5, np.float32))),
+            ("evaluate", "plots"),
+            WEIGHTS,
+            "hidden_1_bias has shape (5,); expected (4,)",
+        ),
         "a layer too many": (
             _edit_weights(_set_weight("hidden_3_kernel", np.ones((3, 3), np.float32))),
             ("evaluate", "plots"),
@@ -548,6 +560,15 @@ CASES: dict[str, dict[str, tuple[Callable[[Path], None], tuple[str, ...], str, s
             "metrics/l1.json has weights of hidden_1; metrics/basic.json of hidden_1, hidden_2",
         ),
     },
+}
+CASES["vocabulary"] = {
+    "missing": (_delete(VOCABULARY), ("plots",), VOCABULARY, "is missing: run the encode stage"),
+    "an index beyond num_words": (
+        lambda root: (root / VOCABULARY).write_text("index\tword\tcount\n4\tthe\t3\n8\tbeyond\t1\n"),
+        ("plots",),
+        VOCABULARY,
+        "line 3 is '8\\tbeyond\\t1'; expected index<TAB>word<TAB>count, a new index in [4, 7]",
+    ),
 }
 TABLE = [
     pytest.param(kind, case, stage, id=f"{kind}: {case} ({stage})")
