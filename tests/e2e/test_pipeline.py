@@ -32,8 +32,13 @@ def test_first_repro_runs_every_stage_and_writes_metrics(repo):
     assert stages_run((repo / "first_repro.log").read_text()) == ALL_STAGES
     for name in ("basic", "l1", "l2"):
         metrics = json.loads((repo / "metrics" / f"{name}.json").read_text())
-        assert {"test_bce", "test_accuracy", "best_val_bce", "best_epoch"} <= set(metrics)
+        assert {"test_bce", "test_accuracy", "best_val_bce", "best_epoch", "words_kept"} <= set(metrics)
     assert (repo / "plots" / "validation_bce.png").stat().st_size > 10_000
+    # Every model lists every word of the tiny vocabulary, named as encode named it.
+    words = (repo / "plots" / "words.csv").read_text().splitlines()
+    assert words[0] == "model,index,word,norm,effect,kept"
+    assert {line.split(",")[2] for line in words[1:]} >= {"great", "awful"}
+    assert "## The words each model keeps" in (repo / "plots" / "report.md").read_text()
     shown = run_dvc(repo, "metrics", "show")
     assert all(f"metrics/{name}.json" in shown for name in ("basic", "l1", "l2"))
 
@@ -62,12 +67,21 @@ def test_changing_num_words_reruns_encode_and_everything_after_it_but_not_fetch(
         ({"train.epochs": 3}, {"train@basic", "train@l1", "train@l2"}),
         ({"models.l2.rate": 0.5}, {"train@l2", "plots"}),
         ({"evaluate.zero_threshold": 0.01}, {"evaluate@basic", "evaluate@l1", "evaluate@l2"}),
+        ({"evaluate.kept_norm": 0.5}, {"evaluate@basic", "evaluate@l1", "evaluate@l2", "plots"}),
+        ({"data.word_index_url": __file__}, {"fetch"}),
         (
             {"models.l1_l2": {"regularizer": "l1_l2", "rate": 0.001}},
             {"train@l1_l2", "evaluate@l1_l2", "plots"},
         ),
     ],
-    ids=["train.epochs", "models.l2.rate", "evaluate.zero_threshold", "a fourth model"],
+    ids=[
+        "train.epochs",
+        "models.l2.rate",
+        "evaluate.zero_threshold",
+        "evaluate.kept_norm",
+        "data.word_index_url",
+        "a fourth model",
+    ],
 )
 def test_each_param_invalidates_exactly_the_stages_that_read_it(repo, params, expected):
     original = (repo / "params.yaml").read_text()
