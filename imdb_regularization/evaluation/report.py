@@ -153,7 +153,11 @@ def figure_words_kept(rows: list[dict], num_words: int) -> Figure:
     axes = figure.subplots()
     names, values = [row["model"] for row in rows], [row["words_kept"] for row in rows]
     bars = axes.barh(names, values, color=[f"C{index}" for index in range(len(rows))])
-    labels = [f"{row['words_kept']:,} ({row['words_kept_fraction']:.0%})" for row in rows]
+    # A model that keeps under a tenth of its words gets a decimal, so 0.5% does not read as 1%.
+    labels = [
+        f"{row['words_kept']:,} ({row['words_kept_fraction']:{'.1%' if row['words_kept_fraction'] < 0.1 else '.0%'}})"
+        for row in rows
+    ]
     axes.bar_label(bars, labels=labels, padding=3)
     axes.invert_yaxis()
     words = num_words - FIRST_WORD_INDEX

@@ -82,12 +82,16 @@ def test_report_lists_each_models_strongest_words_side_by_side():
 
 def test_words_kept_chart_labels_each_bar_with_its_count_and_share():
     rows = words_kept_rows(
-        {"basic": {**_metrics(0.6), "words_kept": 96, "words_kept_fraction": 1.0}, "l1": _metrics(0.5)}
+        {
+            "basic": {**_metrics(0.6), "words_kept": 96, "words_kept_fraction": 1.0},
+            "l1": _metrics(0.5),
+            "l1_strong": {**_metrics(0.5), "words_kept": 52, "words_kept_fraction": 0.0052},
+        }
     )
     assert rows[1] == {"model": "l1", "words_kept": 12, "words_kept_fraction": 0.125}
     figure = figure_words_kept(rows, num_words=100)
     labels = [text.get_text() for text in figure.axes[0].texts]
-    assert labels == ["96 (100%)", "12 (12%)"]
+    assert labels == ["96 (100%)", "12 (12%)", "52 (0.5%)"]
 
 
 def test_figures_draw_every_model():
