@@ -159,7 +159,14 @@ def test_blocks_that_do_not_add_up_leave_no_file(tmp_path):
 
 # Peak RSS (MB) of train stages on the IMDB archive (/usr/bin/time -v, 25,000 + 25,000 rows):
 # (num_words, sparse, ones per row, measured peak).
-MEASURED_TRAININGS = [(100, False, 43.6, 690), (10_000, False, 131.2, 5_680), (10_000, True, 131.2, 910)]
+MEASURED_TRAININGS = [
+    (100, False, 43.6, 690),
+    (1_000, False, 94.1, 1_093),
+    (10_000, False, 131.2, 5_680),
+    (10_000, True, 131.2, 910),
+    (30_000, True, 139.6, 1_038),
+    (100_000, True, 142.4, 1_449),
+]
 
 
 @pytest.mark.parametrize(("num_words", "sparse", "ones_per_row", "peak_mb"), MEASURED_TRAININGS)

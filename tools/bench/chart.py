@@ -33,16 +33,15 @@ def draw_scale_chart(rows: list[dict[str, Any]], path: Path) -> None:
         widths, megabytes = _points(rows, memory_at)
         memory_axis.plot(widths, [value / 1024 for value in megabytes], style, color=colour, label=label)
     for row in rows:
+        # Where the notebook was stopped: its memory then, on the memory panel only (it never finished).
         if row.get("notebook", {}).get("out_of_memory"):
-            time_axis.plot([row["num_words"]], [row["notebook"]["seconds"]], "x", color="tab:red", markersize=10)
-            memory_axis.plot(
-                [row["num_words"]], [row["notebook"]["peak_rss_mb"] / 1024], "x", color="tab:red", markersize=10
-            )
+            stopped_at = (row["num_words"], row["notebook"]["peak_rss_mb"] / 1024)
+            memory_axis.plot(*stopped_at, "x", color="tab:red", markersize=10)
             memory_axis.annotate(
                 "notebook stopped:\nout of memory",
-                (row["num_words"], row["notebook"]["peak_rss_mb"] / 1024),
+                stopped_at,
                 textcoords="offset points",
-                xytext=(-90, 8),
+                xytext=(10, -22),
                 fontsize=8,
                 color="tab:red",
             )
