@@ -119,6 +119,7 @@ def save_row_blocks(path: Path, rows: RowBlocks) -> None:
                 raise ValueError(f"{path.name}: a block of {block.dtype} {block.shape} in {rows.dtype} {rows.shape}")
             file.write(np.ascontiguousarray(block).data)
             written += len(block)
+            del block  # before the next block is built: one block in memory, not two
         if written != rows.shape[0]:
             raise ValueError(f"{path.name}: the blocks hold {written} rows, not {rows.shape[0]}")
 

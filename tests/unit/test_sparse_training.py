@@ -7,6 +7,7 @@ words, with the density the IMDB reviews have at each), and check what the stage
 
 import dataclasses
 import json
+import logging
 import sys
 import zipfile
 
@@ -167,7 +168,7 @@ def test_a_sparse_trained_model_is_saved_as_the_plain_network(tmp_path, params):
 
 
 @pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
-def test_the_train_stage_trains_wide_rows_sparse_and_writes_the_usual_files(tmp_path, monkeypatch):
+def test_the_train_stage_trains_wide_rows_sparse_and_writes_the_usual_files(tmp_path, monkeypatch, caplog):
     x_train, y_train = review_rows(200, 10_000, seed=5)
     x_test, y_test = review_rows(100, 10_000, seed=6)
     write_encoded(
@@ -187,7 +188,9 @@ def test_the_train_stage_trains_wide_rows_sparse_and_writes_the_usual_files(tmp_
     monkeypatch.setattr(sys, "argv", ["train", "--model", "l2", "--data", "encoded", "--models-dir", "models"])
     from stages import train
 
+    caplog.set_level(logging.INFO, logger="stages.train")
     train.main()
+    assert "on sparse rows (1.2% ones at num_words=10000; train.input: auto)" in caplog.text
     out = tmp_path / "models" / "l2"
     assert sorted(path.name for path in out.iterdir()) == sorted(
         [files.MODEL, files.HISTORY, files.WEIGHTS, files.TEST_PREDICTIONS]
