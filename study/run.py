@@ -77,18 +77,36 @@ class Point:
 
     @property
     def name(self) -> str:
-        rate = "" if self.regularizer == BASELINE else f"-{self.rate:g}"
+        rate = "" if self.regularizer == BASELINE else f"-{rate_label(self.rate)}"
         return f"{EXPERIMENT_PREFIX}{model_label(self.regularizer)}{rate}-s{self.seed}"
 
 
+def rate_label(rate: float) -> str:
+    """How a rate appears in an experiment's name: short (`0.0001`, `1e-05`), so close rates can share it."""
+    return f"{rate:g}"
+
+
 def parse_rates(text: str) -> tuple[float, ...]:
-    """Rates from a comma-separated list such as `1e-5,1e-4`: distinct, finite, above 0; in increasing order."""
+    """Rates from a comma-separated list such as `1e-5,1e-4`: distinct, finite, above 0; in increasing order.
+
+    Raises:
+        StudyError: an item is not such a rate, or two rates would give their experiments the same name.
+    """
     try:
         rates = [float(item) for item in text.split(",")]
     except ValueError:
         raise StudyError(f"--rates must be comma-separated numbers, got {text!r}") from None
     if not all(math.isfinite(rate) and rate > 0 for rate in rates) or len(set(rates)) != len(rates):
         raise StudyError(f"--rates must be distinct finite numbers above 0, got {text!r}")
+    labelled: dict[str, float] = {}
+    for rate in sorted(rates):
+        other = labelled.setdefault(rate_label(rate), rate)
+        if other != rate:
+            # Experiments are told apart by name: the second point would replace the first.
+            raise StudyError(
+                f"--rates {other!r} and {rate!r} would both be named {rate_label(rate)} in experiment names; "
+                "pick rates that differ in their first 6 significant digits"
+            )
     return tuple(sorted(rates))
 
 
@@ -290,10 +308,17 @@ def run_points(points: list[Point], queue: list[list[str]], jobs: int) -> None:
         raise
     log.info("queued %d experiments; running them with %d jobs", len(queue), jobs)
     run_queue(jobs, set(names))
-    failed = sorted(set(names) - experiment_names())
+    finished = set(names) & experiment_names()
+    failed = sorted(set(names) - finished)
     if failed:
         raise StudyError(
             f"{len(failed)} of {len(names)} experiments failed: {', '.join(failed)}. `dvc queue logs <name>` shows why."
+        )
+    # Counted, not only compared as sets: points sharing a name pass a set comparison with one experiment for all.
+    if len(finished) != len(names):
+        shared = sorted({name for name in names if names.count(name) > 1})
+        raise StudyError(
+            f"{len(names)} points left {len(finished)} experiments: points share the names {', '.join(shared)}"
         )
 
 

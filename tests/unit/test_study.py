@@ -14,6 +14,7 @@ from study.run import (
     model_keys,
     parse_rates,
     queue_arguments,
+    run_points,
     select_shard,
 )
 from study.summarize import (
@@ -38,6 +39,33 @@ def test_parse_rates_sorts_and_rejects_what_is_not_a_rate():
     for text in ("1e-3,x", "0", "-1e-3", "nan", "1e-3,0.001"):
         with pytest.raises(StudyError, match="--rates"):
             parse_rates(text)
+
+
+def test_rates_that_would_share_an_experiment_name_are_refused_naming_both():
+    with pytest.raises(StudyError) as caught:
+        parse_rates("0.0010000001,1e-4,0.001")
+    assert str(caught.value) == (
+        "--rates 0.001 and 0.0010000001 would both be named 0.001 in experiment names; "
+        "pick rates that differ in their first 6 significant digits"
+    )
+    assert parse_rates("0.001,0.00100001") == (0.001, 0.00100001)
+
+
+def test_points_that_share_a_name_are_a_failure_even_when_every_name_finished(monkeypatch):
+    # DVC is stood in for: each name queued becomes one experiment, as a real queue run would leave.
+    import study.run
+
+    queued: list[str] = []
+    monkeypatch.setattr(
+        study.run, "call_dvc", lambda *arguments: queued.append(arguments[arguments.index("--name") + 1])
+    )
+    monkeypatch.setattr(study.run, "run_queue", lambda jobs, names: None)
+    monkeypatch.setattr(study.run, "experiment_names", lambda: set(queued))
+    points = [Point("l1", 0.001, 42), Point("l1", 0.0010000001, 42), Point("l2", 0.001, 42)]
+    queue = [["exp", "run", "--queue", "--name", point.name] for point in points]
+    with pytest.raises(StudyError) as caught:
+        run_points(points, queue, jobs=1)
+    assert str(caught.value) == "3 points left 2 experiments: points share the names study-l1-0.001-s42"
 
 
 def test_grid_has_every_regularizer_at_every_rate_and_the_basic_model_once_per_seed():
