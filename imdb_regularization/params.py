@@ -47,6 +47,9 @@ MAX_HIDDEN_UNITS = 4_096
 # The first layer's kernel has num_words x units weights; training keeps four copies of it
 # (weights, gradients and Adam's two moments) in float32.
 MAX_FIRST_LAYER_WEIGHTS = 50_000_000
+MAX_WEIGHTS = 60_000_000
+# Dense training converts both splits' rows to float32.
+MAX_DENSE_ROW_BYTES = 4_000_000_000
 MAX_EPOCHS = 1_000
 MAX_BATCH_SIZE = REVIEWS_PER_SPLIT
 MAX_STEPS_PER_EXECUTION = 1_000
@@ -108,7 +111,18 @@ class ParamsChangedError(ParamsError):
 
 
 def _fail(key: str, requirement: str, value: Any) -> ParamsError:
-    return ParamsError(f"{PARAMS_FILE}: {key} must be {requirement}, got {value!r}")
+    return ParamsError(f"{PARAMS_FILE}: {key} must be {requirement}, got {_shown(value)}")
+
+
+def _shown(value: Any) -> str:
+    """`repr(value)`, shortened so that a huge value still makes a one-line message."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer with more digits than Python converts to text
+        return "an integer of thousands of digits"
+    except RecursionError:  # lists nested thousands deep
+        return f"a {type(value).__name__} nested too deep to show"
+    return text if len(text) <= 80 else f"{text[:60]}… ({len(text):,} characters)"
 
 
 def _mapping(value: Any, key: str, names: tuple[str, ...]) -> dict:
@@ -163,7 +177,11 @@ def _url(value: Any, key: str = "data.url") -> str | None:
     if not isinstance(value, str) or not value:
         raise _fail(key, "null, a URL or a file path", value)
     local = local_path(value)
-    if local is not None and not local.is_file():
+    try:
+        exists = local is None or local.is_file()
+    except (OSError, ValueError):  # a name too long for the file system, or holding a NUL
+        exists = False
+    if not exists:
         raise _fail(key, "an http(s) URL or an existing file", value)
     return value
 
@@ -196,11 +214,11 @@ def _data(raw: Any) -> DataParams:
 def _num_words(value: Any) -> int:
     """`data.num_words`, refused with the size of the arrays it would need when it is too wide."""
     if isinstance(value, int) and not isinstance(value, bool) and value > MAX_NUM_WORDS:
-        gigabytes = 2 * REVIEWS_PER_SPLIT * value / 1e9
+        gigabytes = 2 * REVIEWS_PER_SPLIT * value // 10**9  # integers: any number of digits
         raise _fail(
             "data.num_words",
             f"at most {MAX_NUM_WORDS:,} (more than either source's vocabulary; the encoded arrays of "
-            f"{2 * REVIEWS_PER_SPLIT:,} reviews would take {gigabytes:,.0f} GB)",
+            f"{2 * REVIEWS_PER_SPLIT:,} reviews would take {_shown(gigabytes)} GB)",
             value,
         )
     return _integer(value, "data.num_words", FIRST_WORD_INDEX + 1, MAX_NUM_WORDS)
@@ -235,14 +253,29 @@ def _train(raw: Any) -> TrainParams:
     )
 
 
-def _check_first_layer(data: DataParams, train: TrainParams) -> None:
-    """The first kernel, num_words x units, must fit: training holds four float32 copies of it."""
+def _check_network_size(data: DataParams, train: TrainParams) -> None:
+    """The network must fit: training holds four float32 copies of every weight, and dense rows as float32."""
     weights = data.num_words * train.hidden_units[0]
     if weights > MAX_FIRST_LAYER_WEIGHTS:
         raise ParamsError(
             f"{PARAMS_FILE}: data.num_words x train.hidden_units[0] = {data.num_words:,} x {train.hidden_units[0]:,} = "
             f"{weights:,} first-layer weights ({4 * 4 * weights / 1e9:.1f} GB to train) is more than "
             f"{MAX_FIRST_LAYER_WEIGHTS:,}: lower one of them"
+        )
+    layers = [data.num_words, *train.hidden_units, 1]
+    total = sum(rows * columns for rows, columns in zip(layers, layers[1:], strict=False))
+    if total > MAX_WEIGHTS:
+        raise ParamsError(
+            f"{PARAMS_FILE}: train.hidden_units {list(train.hidden_units)} at data.num_words {data.num_words:,} make "
+            f"{total:,} weights ({4 * 4 * total / 1e9:.1f} GB to train), more than {MAX_WEIGHTS:,}: use fewer or "
+            "narrower layers"
+        )
+    dense_bytes = 4 * 2 * REVIEWS_PER_SPLIT * data.num_words
+    if train.input == "dense" and dense_bytes > MAX_DENSE_ROW_BYTES:
+        raise ParamsError(
+            f"{PARAMS_FILE}: train.input dense at data.num_words {data.num_words:,} needs "
+            f"{dense_bytes / 1e9:.1f} GB of float32 rows, more than {MAX_DENSE_ROW_BYTES / 1e9:.0f} GB: "
+            "use train.input auto or sparse"
         )
 
 
@@ -277,7 +310,9 @@ def parse_yaml(text: str, path: Path = PARAMS_FILE) -> Any:
     """
     try:
         return YAML(typ="safe").load(text)
-    except YAMLError as error:
+    # ruamel raises ValueError for an integer of more digits than Python converts, RecursionError for
+    # nesting deeper than Python's stack: both are YAML this loader cannot read.
+    except (YAMLError, ValueError, OverflowError, RecursionError) as error:
         problem = " ".join(str(error).split())
         raise ParamsError(f"{path} is not valid YAML (as DVC reads it): {problem}") from None
 
@@ -301,7 +336,7 @@ def parse_params(text: str) -> Params:
         models=_models(root["models"]),
         evaluate=_evaluate(root["evaluate"]),
     )
-    _check_first_layer(params.data, params.train)
+    _check_network_size(params.data, params.train)
     return params
 
 

@@ -361,6 +361,29 @@ SIZES = {
         _replace("zero_threshold: 0.001", "zero_threshold: 1000.0"),
         "evaluate.zero_threshold must be a finite number > 0 and <= 1, got 1000.0",
     ),
+    "num_words of hundreds of digits": (
+        _replace("num_words: 100", "num_words: " + "9" * 340),
+        "would take 499999999999999999999999999999999999999999999999999999999999… (336 characters) GB",
+    ),
+    "an integer too long to convert": (_replace("epochs: 20", "epochs: " + "9" * 5000), "is not valid YAML"),
+    "a list nested too deep to show": (
+        _replace("epochs: 20", "epochs: " + "[" * 5000 + "]" * 5000),
+        "train.epochs must be an integer from 1 to 1,000, got a list nested too deep to show",
+    ),
+    "a data.url too long for a file name": (
+        _replace("url: null", "url: /" + "a" * 5000),
+        "data.url must be an http(s) URL or an existing file, got '/aaaaaaaa",
+    ),
+    "hidden layers too large together": (
+        _replace("hidden_units: [128, 128]", "hidden_units: [4096, 4096, 4096, 4096, 4096]"),
+        "make 67,522,560 weights (1.1 GB to train), more than 60,000,000",
+    ),
+    "dense rows too wide": (
+        _replace("num_words: 100", "num_words: 100000")
+        .replace("input: auto", "input: dense")
+        .replace("hidden_units: [128, 128]", "hidden_units: [64, 64]"),
+        "train.input dense at data.num_words 100,000 needs 20.0 GB of float32 rows",
+    ),
     "a model name too long for a stage name": (
         _replace("  l2: {", f"  {'m' * 65}: {{"),
         "models must be keyed by names of up to 64 letters",
