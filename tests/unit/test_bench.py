@@ -12,13 +12,13 @@ import pytest
 from imdb_regularization.features.multi_hot import encode_aclimdb, keras_indices, multi_hot
 from imdb_regularization.features.vocabulary import index_reviews
 from imdb_regularization.readers.aclimdb import iter_reviews
-from tests.support.data import make_reviews, write_aclimdb_archive
+from tests.support.data import extend_archive, make_reviews, write_aclimdb_archive
 from tests.support.project import PROJECT_ROOT
 from tools.bench.chart import draw_scale_chart
 from tools.bench.encoding import compare_encoders
 from tools.bench.notebook import as_lists, read_ranked, sequences_shaping
 from tools.bench.report import markdown, summarize
-from tools.bench.run import BenchError, measure
+from tools.bench.run import BenchError, keep_log, measure
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +47,38 @@ def test_a_stage_that_leaves_through_cli_run_is_recorded_too(tmp_path):
     assert run.processes["stage"]["tensorflow"] is False
 
 
-def test_a_failing_command_is_reported_with_its_output(tmp_path):
-    with pytest.raises(BenchError, match="(?s)exit 3.*the reason"):
-        measure(["python", "-c", "print('the reason'); raise SystemExit(3)"], name="fail", cwd=tmp_path, logs=tmp_path)
+def test_a_failing_command_is_reported_in_one_line_by_its_last_line_and_its_log(tmp_path):
+    # The earlier lines are printed upper-cased, so the command itself does not hold them.
+    script = "print('an earlier line'.upper()); print('the reason'); print(); raise SystemExit(3)"
+    with pytest.raises(BenchError) as caught:
+        measure(["python", "-c", script], name="fail", cwd=tmp_path, logs=tmp_path)
+    message = str(caught.value)
+    assert message.endswith(f"failed in {tmp_path} (exit 3): the reason; full output in {tmp_path / 'fail.log'}")
+    assert "\n" not in message and "AN EARLIER LINE" not in message
+    assert "AN EARLIER LINE" in (tmp_path / "fail.log").read_text()
+
+
+def test_the_log_of_a_failed_command_is_kept_when_its_work_directory_goes(tmp_path):
+    log = tmp_path / "work" / "logs" / "cold.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("all of it\n")
+    error = BenchError("dvc repro failed", log)
+    keep_log(error, tmp_path / "results")
+    assert str(error) == f"dvc repro failed; full output in {tmp_path / 'results' / 'cold.log'}"
+    assert (tmp_path / "results" / "cold.log").read_text() == "all of it\n"
+
+
+def test_a_notebook_run_that_fails_ends_with_one_line_naming_the_bad_file(archive, tmp_path):
+    latin1 = {"aclImdb/train/pos/99_10.txt": "Café".encode("latin-1")}
+    path = extend_archive(archive, tmp_path / "latin1.tar.gz", files=latin1)
+    command = ["python", "-m", "tools.bench.notebook", str(path), "--timings", str(tmp_path / "notebook.json")]
+    with pytest.raises(BenchError) as caught:
+        measure(command, name="notebook", cwd=PROJECT_ROOT, logs=tmp_path)
+    assert str(caught.value).endswith(
+        f"tools.bench.notebook: {path}: aclImdb/train/pos/99_10.txt is not UTF-8 text (byte 3 is 0xe9); "
+        f"full output in {tmp_path / 'notebook.log'}"
+    )
+    assert "Traceback" not in (tmp_path / "notebook.log").read_text()
 
 
 def test_the_notebook_loop_and_the_encode_stage_give_the_same_rows(archive):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from imdb_regularization import cli
 from imdb_regularization.features.multi_hot import keras_indices
 from imdb_regularization.features.ragged import Ragged
 from imdb_regularization.features.vocabulary import tokenize
@@ -159,4 +160,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

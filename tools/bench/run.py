@@ -65,7 +65,25 @@ compare the ratios, all taken in one run, rather than the seconds.
 
 
 class BenchError(Exception):
-    """A measured command failed."""
+    """A measured command failed; `log_path`, when known, is the file holding its full output."""
+
+    def __init__(self, summary: str, log_path: Path | None = None):
+        super().__init__(summary)
+        self.summary, self.log_path = summary, log_path
+
+    def __str__(self) -> str:
+        return self.summary if self.log_path is None else f"{self.summary}; full output in {self.log_path}"
+
+
+def keep_log(error: BenchError, directory: Path) -> None:
+    """Copy the failed command's log into `directory` and point `error` at the copy.
+
+    The benchmark's default work directory is temporary: without the copy, the log its error names
+    would be deleted with it.
+    """
+    if error.log_path is not None and error.log_path.is_file():
+        directory.mkdir(parents=True, exist_ok=True)
+        error.log_path = Path(shutil.copy(error.log_path, directory / error.log_path.name))
 
 
 @dataclass(frozen=True)
@@ -102,7 +120,8 @@ def measure(
     out of memory rather than as failed.
 
     Raises:
-        BenchError: the command failed; the message ends with its last lines of output.
+        BenchError: the command failed; the message is one line ending with its last line of output
+            and the log file that holds all of it.
     """
     log_path, record_path = logs / f"{name}.log", logs / f"{name}.jsonl"
     env = dvc_environment(
@@ -119,8 +138,9 @@ def measure(
         peak = watch.stop()
     text = log_path.read_text(encoding="utf-8", errors="replace")
     if returncode != 0 and not peak.out_of_memory:
-        tail = "\n".join(text.splitlines()[-20:])
-        raise BenchError(f"{' '.join(command)} failed in {cwd} (exit {returncode}):\n{tail}")
+        # Every command of the project ends with a one-line reason (`cli.run`); the log has the rest.
+        last = next((line.strip() for line in reversed(text.splitlines()) if line.strip()), "no output")
+        raise BenchError(f"{' '.join(command)} failed in {cwd} (exit {returncode}): {cli.one_line(last)}", log_path)
     return Measured(
         round(seconds, 3),
         text,
@@ -377,20 +397,21 @@ def main() -> None:
 
     if not args.archive.is_file():
         raise cli.StageError(f"no archive at {args.archive}: pass the path of an aclImdb .tar.gz")
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-") as temporary:
-            work = args.work or Path(temporary)
+    with tempfile.TemporaryDirectory(prefix="bench-") as temporary:
+        try:
             results = run_benchmark(
                 args.archive.resolve(),
-                work,
+                args.work or Path(temporary),
                 jobs=args.jobs,
                 model=args.model,
                 params=dict(args.set),
                 scale_widths=tuple(args.scale_widths),
             )
-    except BenchError as error:
-        # A measured command failed: its message ends with the end of that command's output.
-        raise cli.StageError(f"benchmark stopped: {error}") from None
+        except BenchError as error:
+            if args.work is None:
+                keep_log(error, args.out)
+            # A measured command failed: its message ends with that command's last line and its log.
+            raise cli.StageError(f"benchmark stopped: {error}") from None
     summary = summarize(results)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench.json").write_text(json.dumps({"summary": summary, "results": results}, indent=2) + "\n")
