@@ -34,12 +34,14 @@ def main() -> None:
     name = cli.resolve_model(args.model, params.models)
     spec, train = params.models[name], params.train
     data = encoded_arrays.read_for_training(args.data, train.input)
+    # Split before TensorFlow's start-up: a validation fraction these rows cannot meet fails at once.
+    fit_data, held_out = encoded_arrays.fit_and_validation_data(data.train, data.test, train.validation, train.seed)
 
     from imdb_regularization.model import network
 
     # Converted once: validation on the test set and the test predictions share the one copy.
     test = (network.model_input(data.test[0]), data.test[1])
-    fit_data, validation_data = encoded_arrays.fit_and_validation_data(data.train, test, train.validation, train.seed)
+    validation_data = test if train.validation == "test" else held_out
     network.seed_everything(train.seed)
     model = network.build_model(
         num_words=data.num_words, hidden_units=train.hidden_units, spec=spec, sparse=data.sparse

@@ -16,8 +16,10 @@ from typing import Protocol
 
 import numpy as np
 
+from imdb_regularization import cli
 from imdb_regularization.atomic import atomic_path, save_array, write_text
 from imdb_regularization.params import FIRST_WORD_INDEX
+from imdb_regularization.readers.sources import DataError
 
 VOCABULARY = "vocabulary.tsv"
 # The most bytes of multi-hot rows read at once when they are turned into `SparseRows`.
@@ -37,6 +39,10 @@ TRAINING_BASE_BYTES = 700 * 2**20
 BYTES_PER_SPARSE_ONE = 48
 BYTES_PER_DENSE_VALUE = 12
 BYTES_PER_FIRST_LAYER_WEIGHT = 40
+
+
+class ValidationSplitError(cli.StageError):
+    """`train.validation`'s fraction holds out none of the training rows, or all of them."""
 
 
 class RowBlocks(Protocol):
@@ -144,7 +150,16 @@ def vocabulary_tsv(vocabulary: list[tuple[str, int]]) -> str:
 
 
 def read_array(directory: Path, name: str) -> np.ndarray:
-    return np.load(directory / f"{name}.npy", allow_pickle=False)
+    """The array of `<directory>/<name>.npy`.
+
+    Raises:
+        DataError: the file is not a .npy array that NumPy reads without unpickling.
+    """
+    path = directory / f"{name}.npy"
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, EOFError) as error:
+        raise DataError(f"{path} is not a readable .npy array: {cli.one_line(str(error))}") from None
 
 
 def read_row_blocks(path: Path, max_bytes: int = READ_BLOCK_BYTES) -> Iterator[np.ndarray]:
@@ -154,21 +169,33 @@ def read_row_blocks(path: Path, max_bytes: int = READ_BLOCK_BYTES) -> Iterator[n
     toward the process's memory until it is unmapped, a block read only while the block lives.
 
     Raises:
-        ValueError: the file holds no 2-D, C-ordered array.
+        DataError: the file is not a .npy file, or holds no 2-D, C-ordered (row by row) array.
     """
     with path.open("rb") as file:
-        version = np.lib.format.read_magic(file)
-        if version not in HEADER_READERS:
-            raise ValueError(f"{path} is a .npy file of format {version}, which np.save writes only for huge headers")
-        shape, fortran_order, dtype = HEADER_READERS[version](file)
-        if len(shape) != 2 or fortran_order or dtype.hasobject:
-            raise ValueError(f"{path} holds a {dtype} array of shape {shape}, not 2-D rows")
+        try:
+            version = np.lib.format.read_magic(file)
+            if version not in HEADER_READERS:
+                raise DataError(
+                    f"{path} is a .npy file of format {version}, which np.save writes only for huge headers"
+                )
+            shape, fortran_order, dtype = HEADER_READERS[version](file)
+        except (ValueError, EOFError) as error:
+            raise DataError(f"{path} is not a .npy file: {cli.one_line(str(error))}") from None
+        if dtype.hasobject:
+            raise DataError(f"{path} holds Python objects, not rows of numbers")
+        if len(shape) != 2:
+            raise DataError(f"{path} holds a {dtype} array of shape {shape}, not 2-D rows")
+        if fortran_order:
+            # Read a block of rows at a time, the file must hold the array row by row.
+            raise DataError(
+                f"{path} holds its array in Fortran (column by column) order, not row by row as encode writes"
+            )
         block_rows = max(1, max_bytes // max(1, shape[1] * dtype.itemsize))
         for first in range(0, shape[0], block_rows):
             count = min(block_rows, shape[0] - first)
             block = np.fromfile(file, dtype=dtype, count=count * shape[1])
             if block.size != count * shape[1]:
-                raise ValueError(f"{path} ends before its {shape[0]} rows")
+                raise DataError(f"{path} ends before its {shape[0]} rows")
             yield block.reshape(count, shape[1])
 
 
@@ -176,12 +203,11 @@ def read_sparse_rows(path: Path, max_bytes: int = READ_BLOCK_BYTES) -> SparseRow
     """The multi-hot rows of a .npy file as `SparseRows`, reading one block of rows at a time.
 
     Raises:
-        ValueError: the file holds values other than 0 and 1, or not as uint8.
+        DataError: the file is not a 2-D .npy array of uint8 zeros and ones (`read_row_blocks`).
     """
     starts, columns, num_columns, total = [np.zeros(1, dtype=np.int64)], [], 0, 0
     for block in read_row_blocks(path, max_bytes):
-        if block.dtype != np.uint8 or block.max(initial=0) > 1:
-            raise ValueError(f"{path} holds {block.dtype} values up to {block.max(initial=0)}, not multi-hot 0/1 rows")
+        _check_multi_hot(path, block)
         # NumPy finds the ones of a bool array several times faster than those of a uint8 one, and
         # 0/1 bytes are valid bools; one flat search then splits into rows and columns.
         flat = np.flatnonzero(block.view(np.bool_))
@@ -193,6 +219,14 @@ def read_sparse_rows(path: Path, max_bytes: int = READ_BLOCK_BYTES) -> SparseRow
     return SparseRows(np.concatenate(starts), np.concatenate(columns or [np.zeros(0, np.int32)]), num_columns)
 
 
+def _check_multi_hot(path: Path, rows: np.ndarray) -> None:
+    """Raise a `DataError` naming `path` unless `rows` are uint8 zeros and ones, as encode writes them."""
+    if rows.dtype != np.uint8:
+        raise DataError(f"{path} holds {rows.dtype} values, not the uint8 multi-hot 0/1 rows encode writes")
+    if rows.max(initial=0) > 1:
+        raise DataError(f"{path} holds the value {rows.max()}, not multi-hot 0/1 rows")
+
+
 def choose_sparse(setting: str, density: float) -> bool:
     """Whether to train on `SparseRows`: `train.input` (auto | dense | sparse), auto by the rows' density."""
     if setting == "auto":
@@ -200,9 +234,18 @@ def choose_sparse(setting: str, density: float) -> bool:
     return setting == "sparse"
 
 
-def _labels(directory: Path, name: str) -> np.ndarray:
-    """Labels as Keras' losses want them: float, and (N, 1) to match the model's (N, 1) output."""
-    return read_array(directory, name).astype(np.float32)[:, None]
+def _labels(directory: Path, name: str, rows: int) -> np.ndarray:
+    """Labels as Keras' losses want them: float, and (N, 1) to match the model's (N, 1) output.
+
+    Raises:
+        DataError: the file holds no labels, one 0 or 1 per row of the `rows` rows they label.
+    """
+    labels = read_array(directory, name)
+    if labels.shape != (rows,) or not np.isin(labels, (0, 1)).all():
+        raise DataError(
+            f"{directory / name}.npy holds a {labels.dtype} array of shape {labels.shape}, not {rows} 0/1 labels"
+        )
+    return labels.astype(np.float32)[:, None]
 
 
 def read_for_training(directory: Path, setting: str = "dense") -> TrainingData:
@@ -221,8 +264,19 @@ def read_for_training(directory: Path, setting: str = "dense") -> TrainingData:
     if sparse:
         x_train, x_test = train_rows, read_sparse_rows(x_test_path)
     else:
-        x_train, x_test = (read_array(directory, name).astype(np.float32) for name in ("x_train", "x_test"))
-    train, test = (x_train, _labels(directory, "y_train")), (x_test, _labels(directory, "y_test"))
+        x_train = read_array(directory, "x_train").astype(np.float32)
+        # x_train was checked as it was read for its density; x_test is checked here.
+        x_test_rows = read_array(directory, "x_test")
+        if x_test_rows.ndim != 2:
+            raise DataError(
+                f"{x_test_path} holds a {x_test_rows.dtype} array of shape {x_test_rows.shape}, not 2-D rows"
+            )
+        _check_multi_hot(x_test_path, x_test_rows)
+        x_test = x_test_rows.astype(np.float32)
+    if x_test.shape[1] != train_rows.shape[1]:
+        raise DataError(f"{x_test_path} has rows of {x_test.shape[1]} words, {x_train_path} of {train_rows.shape[1]}")
+    train = (x_train, _labels(directory, "y_train", x_train.shape[0]))
+    test = (x_test, _labels(directory, "y_test", x_test.shape[0]))
     return TrainingData(train=train, test=test, sparse=sparse, density=density)
 
 
@@ -271,9 +325,19 @@ def take_rows(x: np.ndarray | SparseRows, rows: np.ndarray) -> np.ndarray | Spar
 
 
 def split_validation(x: np.ndarray | SparseRows, y: np.ndarray, fraction: float, seed: int) -> tuple[Arrays, Arrays]:
-    """Hold out a seeded random `fraction` of the training set for validation."""
+    """Hold out a seeded random `fraction` of the training set for validation.
+
+    Raises:
+        ValidationSplitError: `fraction` of these rows, rounded, is no row or every row. params.yaml
+            is checked against a full 25,000-review training split; a smaller archive gets here.
+    """
     order = np.random.default_rng(seed).permutation(len(y))
     held_out = int(round(len(y) * fraction))
+    if not 0 < held_out < len(y):
+        raise ValidationSplitError(
+            f"train.validation: {fraction:g} of the {len(y):,} training rows holds out {held_out:,} and keeps "
+            f"{len(y) - held_out:,}; it must hold out at least one row and keep at least one"
+        )
     validation, train = order[:held_out], order[held_out:]
     return (take_rows(x, train), y[train]), (take_rows(x, validation), y[validation])
 

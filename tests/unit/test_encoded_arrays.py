@@ -7,6 +7,7 @@ import pytest
 
 from imdb_regularization.model.encoded_arrays import (
     VOCABULARY,
+    ValidationSplitError,
     choose_sparse,
     estimate_training_memory,
     fit_and_validation_data,
@@ -20,6 +21,7 @@ from imdb_regularization.model.encoded_arrays import (
     vocabulary_tsv,
     write_encoded,
 )
+from imdb_regularization.readers.sources import DataError
 
 ARRAYS = {
     "x_train": np.array([[0, 1, 1, 0], [0, 1, 0, 1], [0, 1, 0, 0]], dtype=np.uint8),
@@ -196,5 +198,82 @@ def test_sparse_rows_refuse_values_other_than_zero_and_one(tmp_path):
     x = _wide_rows(5, 30, 3)
     x[2, 7] = 2
     np.save(tmp_path / "x.npy", x)
-    with pytest.raises(ValueError, match="uint8 values up to 2, not multi-hot 0/1 rows"):
+    with pytest.raises(DataError, match="x.npy holds the value 2, not multi-hot 0/1 rows"):
         read_sparse_rows(tmp_path / "x.npy")
+
+
+@pytest.mark.parametrize("fraction, held_out, kept", [(0.01, 0, 10), (0.99, 10, 0)])
+def test_a_validation_fraction_that_holds_out_no_row_or_every_row_is_refused_with_the_counts(fraction, held_out, kept):
+    # params.yaml accepts both against a full 25,000-review split; these 10 rows are what a small archive gives.
+    x, y = np.zeros((10, 4), dtype=np.float32), np.zeros((10, 1), dtype=np.float32)
+    with pytest.raises(ValidationSplitError) as caught:
+        fit_and_validation_data((x, y), (x, y), fraction, seed=1)
+    assert str(caught.value) == (
+        f"train.validation: {fraction} of the 10 training rows holds out {held_out} and keeps {kept}; "
+        "it must hold out at least one row and keep at least one"
+    )
+
+
+def _spoil(name: str, array: np.ndarray | bytes):
+    def write(directory):
+        if isinstance(array, bytes):
+            (directory / f"{name}.npy").write_bytes(array)
+        else:
+            np.save(directory / f"{name}.npy", array)
+
+    return write
+
+
+SPOILED = {
+    "a value of 2": (
+        _spoil("x_train", np.where(ARRAYS["x_train"] == 1, 2, 0).astype(np.uint8)),
+        "x_train.npy holds the value 2, not multi-hot 0/1 rows",
+    ),
+    "int64 rows": (
+        _spoil("x_train", ARRAYS["x_train"].astype(np.int64)),
+        "x_train.npy holds int64 values, not the uint8 multi-hot 0/1 rows encode writes",
+    ),
+    "Fortran order": (
+        _spoil("x_train", np.asfortranarray(ARRAYS["x_train"])),
+        "x_train.npy holds its array in Fortran (column by column) order, not row by row as encode writes",
+    ),
+    "not a .npy file": (_spoil("x_train", b"not an array"), "x_train.npy is not a .npy file: "),
+    "1-D rows": (
+        _spoil("x_train", ARRAYS["y_train"]),
+        "x_train.npy holds a uint8 array of shape (3,), not 2-D rows",
+    ),
+    "a test value of 3": (
+        _spoil("x_test", ARRAYS["x_test"] * 3),
+        "x_test.npy holds the value 3, not multi-hot 0/1 rows",
+    ),
+    "narrower test rows": (
+        _spoil("x_test", ARRAYS["x_test"][:, :3]),
+        "x_test.npy has rows of 3 words, ",
+    ),
+    "a label per row missing": (
+        _spoil("y_train", ARRAYS["y_train"][:2]),
+        "y_train.npy holds a uint8 array of shape (2,), not 3 0/1 labels",
+    ),
+    "a label of 2": (
+        _spoil("y_test", np.array([0, 2], dtype=np.uint8)),
+        "y_test.npy holds a uint8 array of shape (2,), not 2 0/1 labels",
+    ),
+    "a pickled test array": (
+        _spoil("x_test", np.array([None, 1], dtype=object)),
+        "x_test.npy is not a readable .npy array: ",
+    ),
+}
+
+
+@pytest.mark.parametrize("setting", ["dense", "sparse"])
+@pytest.mark.parametrize("spoiled", SPOILED, ids=str)
+def test_encoded_arrays_train_cannot_use_are_a_data_error_naming_the_file(tmp_path, spoiled, setting):
+    write_encoded(tmp_path, ARRAYS, vocabulary=None)
+    spoil, message = SPOILED[spoiled]
+    spoil(tmp_path)
+    if spoiled == "a pickled test array" and setting == "sparse":
+        message = "x_test.npy holds Python objects, not rows of numbers"  # its header, read without NumPy's loader
+    with pytest.raises(DataError) as caught:
+        read_for_training(tmp_path, setting)
+    assert str(caught.value).startswith(f"{tmp_path}/") and message in str(caught.value)
+    assert "\n" not in str(caught.value)
