@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -150,6 +151,24 @@ def atomic_directory(path: Path) -> Iterator[Path]:
         finally:
             if temporary.exists():
                 _remove(temporary)
+
+
+def check_writable(directory: Path) -> None:
+    """Create `directory` if missing and write a nameless file in it: a stage checks where it writes before its work.
+
+    Raises:
+        StageError: `directory`, or a parent of it, is a file, or the directory cannot be created or written in.
+    """
+    try:
+        blocking = next((path for path in (directory, *directory.parents) if path.exists() and not path.is_dir()), None)
+        if blocking is not None:
+            what = "it" if blocking == directory else str(blocking)
+            raise StageError(f"cannot write into {directory}: {what} is a file, not a directory")
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        raise StageError(f"cannot write into {directory}: {error.strerror or error}") from None
 
 
 def write_text(path: Path, text: str) -> None:

@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 
 from imdb_regularization import cli
-from imdb_regularization.atomic import atomic_directory
+from imdb_regularization.atomic import atomic_directory, check_writable
 from imdb_regularization.model import encoded_arrays, files
 from imdb_regularization.params import load_params
 
@@ -32,6 +32,7 @@ def main() -> None:
 
     params = load_params()
     name = cli.resolve_model(args.model, params.models)
+    check_writable(args.models_dir)  # before the training, not after it
     spec, train = params.models[name], params.train
     data = encoded_arrays.read_for_training(args.data, train.input)
     # Split before TensorFlow's start-up: a validation fraction these rows cannot meet fails at once.

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from imdb_regularization.model.encoded_arrays import write_encoded
 from tests.support.project import PROJECT_ROOT
@@ -57,3 +58,22 @@ def test_a_validation_fraction_the_rows_cannot_meet_fails_before_tensorflow_star
         "it must hold out at least one row and keep at least one",
         "tensorflow imported: False",
     ]
+
+
+@pytest.mark.parametrize(
+    "models_dir, reason", [("taken", "it is a file"), ("taken/models", "taken is a file")], ids=["file", "under-a-file"]
+)
+def test_a_models_dir_that_cannot_be_written_fails_before_training(tmp_path, models_dir, reason):
+    directory = _stage_directory(tmp_path, {})
+    (directory / "taken").write_text("a file where the models would go\n")
+    assert _run_train(directory, models_dir) == [
+        f"StageError cannot write into {models_dir}: {reason}, not a directory",
+        "tensorflow imported: False",
+    ]
+
+
+def test_a_writable_models_dir_is_created_and_left_empty_by_the_check(tmp_path):
+    from imdb_regularization.atomic import check_writable
+
+    check_writable(tmp_path / "new" / "models")
+    assert list((tmp_path / "new" / "models").iterdir()) == []
