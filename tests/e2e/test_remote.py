@@ -11,6 +11,8 @@ import hashlib
 import json
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +21,16 @@ import pytest
 import yaml
 from moto.server import ThreadedMotoServer
 
-from tests.support.project import ALL_STAGES, copy_tiny_pipeline, dvc_result, run_dvc, run_in, stages_run
+from tests.support.project import (
+    ALL_STAGES,
+    copy_tiny_pipeline,
+    dvc_result,
+    pipeline_environment,
+    run_dvc,
+    run_in,
+    stages_run,
+)
+from tools.pull import TamperedManifestError, check_manifests
 
 TRAIN_STAGES = {"train@basic", "train@l1", "train@l2"}
 BUCKET = "team-bucket"
@@ -200,3 +211,75 @@ def test_a_corrupted_object_in_the_s3_remote_fails_pull(repo_a, s3_endpoint):
     assert result.returncode != 0
     assert "models/l2" in result.stdout + result.stderr
     assert not (clone / "models" / "l2").exists()
+
+
+def _manifest(repo: Path, output: str) -> tuple[str, list[dict[str, str]]]:
+    """The md5 of `output`'s directory manifest in `repo`'s dvc.lock, and its entries from `repo`'s cache."""
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    md5 = next(
+        out["md5"] for stage in lock["stages"].values() for out in stage.get("outs", []) if out["path"] == output
+    )
+    return md5, json.loads((repo / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]).read_text())
+
+
+def _tools_pull(clone: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tools.pull", *args],
+        cwd=clone,
+        env=pipeline_environment(clone),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_a_rewritten_directory_manifest_is_delivered_by_dvc_pull_and_refused_by_tools_pull(repo_a, home):
+    tampered = home / "tampered-storage"
+    shutil.copytree(home / "dvc-storage" / "imdb-regularization", tampered)
+    l1_md5, l1_entries = _manifest(repo_a, "models/l1")
+    _, basic_entries = _manifest(repo_a, "models/basic")
+    basic_md5s = {entry["relpath"]: entry["md5"] for entry in basic_entries}
+    assert basic_md5s != {entry["relpath"]: entry["md5"] for entry in l1_entries}
+    # l1's manifest keeps its name (the md5 of its true bytes) but lists basic's files.
+    manifest = tampered / "files" / "md5" / l1_md5[:2] / l1_md5[2:]
+    manifest.chmod(0o644)
+    manifest.write_text(json.dumps([{**entry, "md5": basic_md5s[entry["relpath"]]} for entry in l1_entries]))
+
+    # DVC's gap: with `verify = true` it drops the bad manifest from the cache, silently, then checks
+    # out from the remote's copy, so basic's weights arrive as l1's.
+    clone = _fresh_clone(repo_a, "clone-tampered-dvc-pull")
+    run_dvc(clone, "remote", "modify", "--local", "storage", "url", str(tampered))
+    assert dvc_result(clone, "pull").returncode == 0
+    assert not (clone / ".dvc" / "cache" / "files" / "md5" / l1_md5[:2] / l1_md5[2:]).exists()
+    weights = Path("models") / "l1" / "weights.npz"
+    assert (clone / weights).read_bytes() == (repo_a / "models" / "basic" / "weights.npz").read_bytes()
+    assert (clone / weights).read_bytes() != (repo_a / weights).read_bytes()
+
+    clone = _fresh_clone(repo_a, "clone-tampered-tools-pull")
+    run_dvc(clone, "remote", "modify", "--local", "storage", "url", str(tampered))
+    result = _tools_pull(clone)
+    error_lines = [line for line in result.stderr.splitlines() if "tools.pull" in line]
+    assert result.returncode == 1, result.stderr
+    assert len(error_lines) == 1 and "models/l1" in error_lines[0] and "'storage'" in error_lines[0], result.stderr
+    assert not (clone / "models" / "l1").exists()
+    assert not (clone / ".dvc" / "cache" / "files" / "md5" / l1_md5[:2] / l1_md5[2:]).exists()
+
+    run_dvc(clone, "remote", "modify", "--local", "--unset", "storage", "url")
+    result = _tools_pull(clone)
+    assert result.returncode == 0, result.stderr
+    _assert_same_results(clone, repo_a)
+
+
+def test_tools_pull_deletes_a_bad_manifest_in_the_local_cache_and_names_its_output(tmp_path):
+    good, bad = b'[{"md5": "1", "relpath": "a"}]', b'[{"md5": "2", "relpath": "a"}]'
+    good_md5 = hashlib.md5(good).hexdigest() + ".dir"
+    bad_name = hashlib.md5(good + b" ").hexdigest() + ".dir"
+    for md5, data in ((good_md5, good), (bad_name, bad)):
+        (tmp_path / md5[:2]).mkdir(exist_ok=True)
+        (tmp_path / md5[:2] / md5[2:]).write_bytes(data)
+
+    with pytest.raises(TamperedManifestError, match=r"models/l1 \(manifest \w+\.dir in the local cache") as error:
+        check_manifests(tmp_path, {good_md5: "models/basic", bad_name: "models/l1"}, remote=None)
+    assert "models/basic" not in str(error.value)
+    assert not (tmp_path / bad_name[:2] / bad_name[2:]).exists()
+    assert (tmp_path / good_md5[:2] / good_md5[2:]).read_bytes() == good
