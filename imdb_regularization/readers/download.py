@@ -261,15 +261,15 @@ def _cache_file(url: str, cache_dir: Path) -> Path:
     return cache_dir / name
 
 
-def _cached(cached: Path, sha256: str) -> bool:
-    """Whether `cached` is already the wanted file; a cached file with another checksum is deleted."""
+def _cached(cached: Path, digest: str, algorithm: str = "sha256") -> bool:
+    """Whether `cached` is already the wanted file (its `algorithm` digest is `digest`); another one is deleted."""
     if not cached.is_file():
         return False
-    actual = sha256_of(cached)
-    if actual == sha256:
-        log.info("using %s (cached, sha256 verified)", cached)
+    actual = digest_of(cached, algorithm)
+    if actual == digest:
+        log.info("using %s (cached, %s verified)", cached, algorithm)
         return True
-    log.warning("cached %s has sha256 %s, not %s: deleting it and downloading again", cached, actual, sha256)
+    log.warning("cached %s has %s %s, not %s: deleting it and downloading again", cached, algorithm, actual, digest)
     cached.unlink()
     return False
 
@@ -310,7 +310,7 @@ def fetch_file(
     cached = _cache_file(url, cache_dir)
     if sha256 is not None and _cached(cached, sha256):
         return cached, sha256
-    if sha256 is None and _cached_by_md5(cached, md5):
+    if sha256 is None and md5 is not None and _cached(cached, md5, "md5"):
         return cached, sha256_of(cached)
     with atomic_path(cached) as temporary:
         log.info("downloading %s to %s", url, cached)
@@ -331,19 +331,6 @@ def _check_md5(path: Path, md5: str | None, advice: str, name: str | None = None
     actual = digest_of(path, "md5")
     if actual != md5:
         raise FetchError(f"checksum mismatch for {name or path}: expected md5 {md5}, got {actual}. {advice}")
-
-
-def _cached_by_md5(cached: Path, md5: str | None) -> bool:
-    """Whether `cached` is already the file of MD5 `md5`; a cached file with another checksum is deleted."""
-    if md5 is None or not cached.is_file():
-        return False
-    actual = digest_of(cached, "md5")
-    if actual == md5:
-        log.info("using %s (cached, md5 verified)", cached)
-        return True
-    log.warning("cached %s has md5 %s, not %s: deleting it and downloading again", cached, actual, md5)
-    cached.unlink()
-    return False
 
 
 def resolve_source(source: Source, url: str | None, sha256: str | None) -> tuple[str, str | None]:
