@@ -14,7 +14,7 @@ from imdb_regularization.readers.sources import DataError
 from imdb_regularization.readers.word_index import keras_vocabulary, read_word_index
 from stages import encode
 from tests.support.data import write_keras_npz
-from tests.support.project import PROJECT_ROOT
+from tests.support.project import project_params_text
 from tools.project import set_params
 
 # Ranks as Keras' imdb_word_index.json gives them: 1 is the most frequent word.
@@ -80,7 +80,7 @@ def test_encode_writes_the_keras_vocabulary_and_its_columns_hold_those_words(tmp
         "word_index": {"sha256": digests["imdb_word_index.json"]},
     }
     (raw / "source.json").write_text(json.dumps(record))
-    (tmp_path / "params.yaml").write_text((PROJECT_ROOT / "params.yaml").read_text())
+    (tmp_path / "params.yaml").write_text(project_params_text())
     set_params(tmp_path, {"data.source": "keras", "data.num_words": 9})
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["stages.encode", "--raw", "data/raw", "--out", "data/encoded"])
@@ -100,7 +100,7 @@ def test_encode_refuses_a_word_index_changed_since_it_was_fetched(tmp_path, monk
     _write_index(raw / "imdb_word_index.json", WORD_INDEX)
     npz_sha256 = hashlib.sha256((raw / "imdb.npz").read_bytes()).hexdigest()
     (raw / "source.json").write_text(json.dumps({"sha256": npz_sha256, "word_index": {"sha256": "0" * 64}}))
-    (tmp_path / "params.yaml").write_text((PROJECT_ROOT / "params.yaml").read_text())
+    (tmp_path / "params.yaml").write_text(project_params_text())
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["stages.encode", "--raw", "data/raw", "--out", "data/encoded"])
     with pytest.raises(DataError, match="imdb_word_index.json changed since it was fetched"):
