@@ -51,16 +51,23 @@ def test_rates_that_would_share_an_experiment_name_are_refused_naming_both():
     assert parse_rates("0.001,0.00100001") == (0.001, 0.00100001)
 
 
-def test_points_that_share_a_name_are_a_failure_even_when_every_name_finished(monkeypatch):
-    # DVC is stood in for: each name queued becomes one experiment, as a real queue run would leave.
+def _stand_in_for_dvc(monkeypatch) -> list[tuple[str, ...]]:
+    """Every DVC command `run_points` gives, recorded; each name queued becomes one experiment, as a run leaves."""
     import study.run
 
-    queued: list[str] = []
-    monkeypatch.setattr(
-        study.run, "call_dvc", lambda *arguments: queued.append(arguments[arguments.index("--name") + 1])
-    )
+    calls: list[tuple[str, ...]] = []
+    monkeypatch.setattr(study.run, "call_dvc", lambda *arguments: calls.append(arguments))
     monkeypatch.setattr(study.run, "run_queue", lambda jobs, names: None)
-    monkeypatch.setattr(study.run, "experiment_names", lambda: set(queued))
+    monkeypatch.setattr(
+        study.run,
+        "experiment_names",
+        lambda: {call[call.index("--name") + 1] for call in calls if "--name" in call},
+    )
+    return calls
+
+
+def test_points_that_share_a_name_are_a_failure_even_when_every_name_finished(monkeypatch):
+    _stand_in_for_dvc(monkeypatch)
     points = [Point("l1", 0.001, 42), Point("l1", 0.0010000001, 42), Point("l2", 0.001, 42)]
     queue = [["exp", "run", "--queue", "--name", point.name] for point in points]
     with pytest.raises(StudyError) as caught:
