@@ -94,7 +94,7 @@ def copy_pipeline(repo: Path, params: Mapping[str, Any] | None = None) -> Path:
 
 
 def copy_tiny_pipeline(root: Path, name: str = "project") -> Path:
-    """The pipeline copied to `root/name`, on a 160-review archive in `root`, trained for 2 epochs on small layers."""
+    """The pipeline copied to `root/name`, on an 80-review archive in `root`, trained for 2 epochs on small layers."""
     archive = write_aclimdb_archive(root / "tiny_aclImdb.tar.gz", make_reviews(20))
     return copy_pipeline(
         root / name,
