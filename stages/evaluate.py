@@ -45,7 +45,7 @@ def main() -> None:
         y_true=y_true,
         y_prob=files.read_test_predictions(model_dir, rows=len(y_true)),
         history=files.read_history(model_dir),
-        hidden_kernels=files.read_hidden_kernels(model_dir, **shapes._asdict()),
+        hidden_kernels=files.hidden_kernels_of(layers),
         zero_threshold=params.evaluate.zero_threshold,
         words=analyse_words(layers, params.evaluate.kept_norm),
     )

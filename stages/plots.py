@@ -39,13 +39,9 @@ def main() -> None:
     # stage with one line naming it, and none of its outputs are written.
     histories = {name: files.read_history(args.models_dir / name) for name in names}
     shapes = files.WeightShapes(num_words=params.data.num_words, hidden_units=params.train.hidden_units)
-    weights = {name: files.read_hidden_weights(args.models_dir / name, **shapes._asdict()) for name in names}
-    analyses = {
-        name: words.analyse_words(
-            files.read_network_layers(args.models_dir / name, **shapes._asdict()), params.evaluate.kept_norm
-        )
-        for name in names
-    }
+    layers = {name: files.read_network_layers(args.models_dir / name, **shapes._asdict()) for name in names}
+    weights = {name: files.flat_hidden_weights(layers[name]) for name in names}
+    analyses = {name: words.analyse_words(layers[name], params.evaluate.kept_norm) for name in names}
     vocabulary = files.read_vocabulary(args.vocabulary, num_words=params.data.num_words)
     metrics = read_metrics(args.metrics_dir, names)
 

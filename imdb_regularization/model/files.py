@@ -303,13 +303,14 @@ def read_vocabulary(path: Path, *, num_words: int) -> dict[int, str]:
     return vocabulary
 
 
-def read_hidden_weights(directory: Path, *, num_words: int, hidden_units: Sequence[int]) -> np.ndarray:
-    """The kernels of all hidden layers, flattened into one array (for the weight histogram).
+def hidden_kernels_of(layers: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The hidden layers' kernels by name (`hidden_1`, ...) from `read_network_layers`' layers, output layer aside."""
+    return {f"hidden_{number}": kernel for number, (kernel, _) in enumerate(layers[:-1], start=1)}
 
-    Args and errors as `read_hidden_kernels`.
-    """
-    kernels = read_hidden_kernels(directory, num_words=num_words, hidden_units=hidden_units)
-    return np.concatenate([kernel.ravel() for kernel in kernels.values()])
+
+def flat_hidden_weights(layers: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The kernels of all hidden layers, flattened into one array (for the weight histogram)."""
+    return np.concatenate([kernel.ravel() for kernel in hidden_kernels_of(layers).values()])
 
 
 def read_json_object(path: Path) -> dict[str, Any]:

@@ -28,8 +28,10 @@ def test_model_files_round_trip_and_hidden_kernels_exclude_biases_and_the_output
     kernels = files.read_hidden_kernels(tmp_path, num_words=5, hidden_units=(3, 2))
     assert list(kernels) == ["hidden_1", "hidden_2"]
     np.testing.assert_array_equal(kernels["hidden_2"], weights["hidden_2_kernel"])
+    layers = files.read_network_layers(tmp_path, num_words=5, hidden_units=(3, 2))
+    assert list(files.hidden_kernels_of(layers)) == list(kernels)
     np.testing.assert_array_equal(
-        files.read_hidden_weights(tmp_path, num_words=5, hidden_units=(3, 2)),
+        files.flat_hidden_weights(layers),
         np.concatenate([weights["hidden_1_kernel"].ravel(), weights["hidden_2_kernel"].ravel()]),
     )
 
