@@ -18,7 +18,14 @@ import yaml
 
 from tests.support.data import make_reviews, write_aclimdb_archive
 from tests.support.processes import describe, kill_all_under, processes_under, wait_until_none_under
-from tests.support.project import copy_pipeline, pipeline_environment, run_dvc, stages_changed, stages_run
+from tests.support.project import (
+    copy_pipeline,
+    module_result,
+    pipeline_environment,
+    run_dvc,
+    stages_changed,
+    stages_run,
+)
 from tools.project import lock_differences, set_params
 
 MODELS = {"basic": {"regularizer": "none", "rate": 0.0}, "l2": {"regularizer": "l2", "rate": 0.001}}
@@ -38,17 +45,6 @@ LONG_EPOCHS = 1000
 TIMEOUT_SECONDS = 300
 
 
-def _parallel(repo: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "tools.parallel", *args],
-        cwd=repo,
-        env=pipeline_environment(repo),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-
-
 @pytest.fixture(scope="module")
 def repos(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("parallel")
@@ -56,7 +52,7 @@ def repos(tmp_path_factory) -> dict[str, Path]:
     tiny = {"data.source": "aclimdb", "data.url": str(archive), **TINY}
     repos = {name: copy_pipeline(root / name, tiny) for name in ("sequential", "parallel")}
     run_dvc(repos["sequential"], "repro")
-    result = _parallel(repos["parallel"], "--jobs", "2")
+    result = module_result(repos["parallel"], "tools.parallel", "--jobs", "2")
     assert result.returncode == 0, result.stdout + result.stderr
     (repos["parallel"] / "parallel.log").write_text(result.stdout + result.stderr)
     return repos
@@ -98,7 +94,7 @@ def test_a_diverging_training_is_reported_and_the_other_one_recorded(repos):
             "models.basic": {"regularizer": "none", "rate": 0.5},
         },
     )
-    result = _parallel(repo)
+    result = module_result(repo, "tools.parallel")
     assert result.returncode == 1
     assert "train@l2, evaluate@l2 failed" in result.stderr
     assert "the loss became NaN or infinite" in result.stderr  # the end of its log, shown
@@ -158,7 +154,7 @@ def test_after_a_stop_the_next_run_can_start_at_once(repos):
     repo = repos["parallel"]
     set_params(repo, TINY)
     # Back to the params of the first run: both trainings come straight from the run-cache.
-    result = _parallel(repo, "--jobs", "2")
+    result = module_result(repo, "tools.parallel", "--jobs", "2")
     assert result.returncode == 0, result.stdout + result.stderr
     assert processes_under(repo) == {}
     assert "Data and pipelines are up to date" in run_dvc(repo, "status")

@@ -11,8 +11,6 @@ import hashlib
 import json
 import re
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +23,7 @@ from tests.support.project import (
     ALL_STAGES,
     copy_tiny_pipeline,
     dvc_result,
-    pipeline_environment,
+    module_result,
     run_dvc,
     run_in,
     stages_run,
@@ -222,17 +220,6 @@ def _manifest(repo: Path, output: str) -> tuple[str, list[dict[str, str]]]:
     return md5, json.loads((repo / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]).read_text())
 
 
-def _tools_pull(clone: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tools.pull", *args],
-        cwd=clone,
-        env=pipeline_environment(clone),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-
-
 def test_a_rewritten_directory_manifest_is_delivered_by_dvc_pull_and_refused_by_tools_pull(repo_a, home):
     tampered = home / "tampered-storage"
     shutil.copytree(home / "dvc-storage" / "imdb-regularization", tampered)
@@ -257,7 +244,7 @@ def test_a_rewritten_directory_manifest_is_delivered_by_dvc_pull_and_refused_by_
 
     clone = _fresh_clone(repo_a, "clone-tampered-tools-pull")
     run_dvc(clone, "remote", "modify", "--local", "storage", "url", str(tampered))
-    result = _tools_pull(clone)
+    result = module_result(clone, "tools.pull")
     error_lines = [line for line in result.stderr.splitlines() if "tools.pull" in line]
     assert result.returncode == 1, result.stderr
     assert len(error_lines) == 1 and "models/l1" in error_lines[0] and "'storage'" in error_lines[0], result.stderr
@@ -265,7 +252,7 @@ def test_a_rewritten_directory_manifest_is_delivered_by_dvc_pull_and_refused_by_
     assert not (clone / ".dvc" / "cache" / "files" / "md5" / l1_md5[:2] / l1_md5[2:]).exists()
 
     run_dvc(clone, "remote", "modify", "--local", "--unset", "storage", "url")
-    result = _tools_pull(clone)
+    result = module_result(clone, "tools.pull")
     assert result.returncode == 0, result.stderr
     _assert_same_results(clone, repo_a)
 

@@ -7,6 +7,7 @@ run DVC the way the study, the benchmark and `tools.parallel` do.
 import json
 import re
 import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ __all__ = [
     "copy_pipeline",
     "copy_tiny_pipeline",
     "dvc_result",
+    "module_result",
     "pipeline_environment",
     "plot_titles",
     "project_params_text",
@@ -71,6 +73,18 @@ def run_in(repo: Path, *args: str) -> str:
     result = subprocess.run(args, cwd=repo, env=pipeline_environment(repo), capture_output=True, text=True, check=False)
     assert result.returncode == 0, f"{args} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout + result.stderr
+
+
+def module_result(repo: Path, module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m <module> <args>` in `repo`, as a user runs the project's commands, whether it succeeds or not."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=repo,
+        env=pipeline_environment(repo),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def dvc_result(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
