@@ -7,12 +7,12 @@ SIGTERM delete unfinished outputs and end the command with the shell's code for 
 """
 
 import atexit
-import ctypes
 import errno
 import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import select
 import signal
 import sys
 import tempfile
@@ -34,11 +34,8 @@ NO_SPACE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 # elsewhere they go to the system's temporary directory.
 TRACEBACK_DIR = Path(".dvc") / "tmp" / "tracebacks"
 MESSAGE_LIMIT = 300
-# Set by DVC for every stage command it runs: the process is a stage, and its parent is DVC.
+# Set by DVC for every stage command it runs: the process is a stage, started by DVC.
 DVC_STAGE_VARIABLE = "DVC_STAGE"
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-# The process that started this one, read as early as possible: a change later means it died.
-_PARENT_AT_START = os.getppid()
 
 
 class StageError(Exception):
@@ -91,7 +88,7 @@ class _StagePool(ProcessPoolExecutor):
     ) -> bool | None:
         if exc_type is None:
             return super().__exit__(exc_type, exc_value, traceback_)
-        # Only this process was stopped (its DVC died, see `_end_with_parent`), or a task failed:
+        # Only this process was stopped (its DVC died, see `_end_with_dvc`), or a task failed:
         # the remaining work is worthless, and waiting for it would keep the stage running.
         for process in list((self._processes or {}).values()):
             process.terminate()
@@ -199,24 +196,67 @@ def unexpected_error_message(error: BaseException, command: str) -> str:
     return f"unexpected error: {type(error).__name__}{': ' + detail if detail else ''} ({where})"
 
 
-def _end_with_parent() -> None:
-    """Have the kernel send this process SIGTERM when its parent dies, if that parent is DVC running a stage.
+def _parent_of(pid: int) -> int | None:
+    """The parent of process `pid`, from /proc; None if it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # `pid (command name) state ppid ...`; the name may itself hold spaces and parentheses.
+    return int(status.rsplit(")", 1)[1].split()[1])
+
+
+def _dvc_process() -> int | None:
+    """The DVC process running this stage: the parent, or the parent's parent if DVC's shell did not exec.
+
+    DVC runs a stage's command as `$SHELL [options] -c <cmd>`. Bash replaces itself with a lone
+    command; dash (`/bin/sh` on Debian, used when `SHELL` is unset, as under CI runners) forks it
+    and waits, so the stage's parent is the shell and DVC is one step further up.
+    """
+    if not sys.platform.startswith("linux") or DVC_STAGE_VARIABLE not in os.environ:
+        return None
+    parent = os.getppid()
+    try:
+        arguments = Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return parent
+    # `cmdline` ends with a NUL, so the split ends with an empty item after the command.
+    if len(arguments) >= 4 and arguments[-3] == b"-c":
+        return _parent_of(parent)
+    return parent
+
+
+# Read as early as possible: a different answer later means DVC (or its shell) died in between.
+_DVC_AT_START = _dvc_process()
+
+
+def _stop_when_ended(process_handle: int) -> None:
+    select.select([process_handle], [], [])
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _end_with_dvc() -> None:
+    """Send this process SIGTERM when the DVC running it dies, so it unwinds like any stop.
 
     A `dvc repro` killed outright (`kill -9`, an out-of-memory kill) cannot stop the stage it runs;
     without this the stage trains on as an orphan, beside the one the next `dvc repro` starts.
     Only under DVC: a command started by hand may outlive its shell on purpose (`nohup`).
     """
-    if not sys.platform.startswith("linux") or DVC_STAGE_VARIABLE not in os.environ:
+    if _DVC_AT_START is None:
         return
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
-            return
-    except (OSError, AttributeError):
-        return
-    # The parent may have died between this process's start and the call above.
-    if os.getppid() != _PARENT_AT_START:
+        # Readable once the process has ended; unlike the kernel's parent-death signal, this watches
+        # any process, so it holds when a shell sits between DVC and the stage.
+        handle = os.pidfd_open(_DVC_AT_START)
+    except ProcessLookupError:
         os.kill(os.getpid(), signal.SIGTERM)
+        return
+    except OSError:  # a kernel before 5.3: no watch, as on other systems
+        return
+    if _dvc_process() != _DVC_AT_START:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    threading.Thread(target=_stop_when_ended, args=(handle,), daemon=True).start()
 
 
 def run(main: Callable[[], None]) -> NoReturn:
@@ -240,7 +280,7 @@ def run(main: Callable[[], None]) -> NoReturn:
         signal.signal(signal_number, _raise_interrupted)
     try:
         try:
-            _end_with_parent()
+            _end_with_dvc()
             main()
         finally:
             # The command is ending either way: a stop arriving now must not interrupt the report below.

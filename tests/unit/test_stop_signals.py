@@ -143,18 +143,26 @@ def test_the_workers_of_a_killed_stage_end_with_it():
 
 
 # A launcher standing in for DVC: it starts HALF_WRITER with the given environment, prints the
-# child's pid, and waits. Killing it with SIGKILL is `kill -9` on a `dvc repro`.
+# stage's pid, and waits. Killing it with SIGKILL is `kill -9` on a `dvc repro`. With "shell" the
+# stage runs under `/bin/sh -c <cmd>` that forks it and waits, as dash does when DVC runs a stage
+# with `SHELL` unset (the `&` makes any shell fork).
 LAUNCHER = textwrap.dedent("""
-    import os, subprocess, sys
-    child = subprocess.Popen([sys.executable, "-c", sys.argv[1], sys.argv[2]])
-    print(child.pid, flush=True)
-    child.wait()
+    import shlex, subprocess, sys
+    stage = [sys.executable, "-c", sys.argv[2], sys.argv[3]]
+    if sys.argv[1] == "shell":
+        subprocess.run(["/bin/sh", "-c", shlex.join(stage) + " & echo $!; wait $!"])
+    else:
+        child = subprocess.Popen(stage)
+        print(child.pid, flush=True)
+        child.wait()
 """)
 
 
-def _start_launched_half_writer(target: Path, environment: dict[str, str]) -> tuple[subprocess.Popen, int]:
+def _start_launched_half_writer(
+    target: Path, environment: dict[str, str], launch: str = "direct"
+) -> tuple[subprocess.Popen, int]:
     launcher = subprocess.Popen(
-        [sys.executable, "-c", LAUNCHER, HALF_WRITER, str(target)],
+        [sys.executable, "-c", LAUNCHER, launch, HALF_WRITER, str(target)],
         env={**environment, "PYTHONPATH": str(PROJECT_ROOT)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -166,11 +174,12 @@ def _start_launched_half_writer(target: Path, environment: dict[str, str]) -> tu
     return launcher, child
 
 
-def test_a_stage_whose_dvc_is_killed_stops_and_deletes_its_temporary(tmp_path):
+@pytest.mark.parametrize("launch", ["direct", "shell"], ids=["child of DVC", "child of DVC's shell"])
+def test_a_stage_whose_dvc_is_killed_stops_and_deletes_its_temporary(tmp_path, launch):
     target = tmp_path / "models" / "l1"
     target.mkdir(parents=True)
     (target / "history.json").write_text("the old, complete output")
-    launcher, child = _start_launched_half_writer(target, {**os.environ, "DVC_STAGE": "train@l1"})
+    launcher, child = _start_launched_half_writer(target, {**os.environ, "DVC_STAGE": "train@l1"}, launch)
     launcher.kill()  # only DVC's own process, as `kill -9 <pid of dvc repro>` or the OOM killer does
     launcher.wait(timeout=TIMEOUT_SECONDS)
     try:
@@ -190,7 +199,7 @@ def test_a_command_started_by_hand_outlives_its_parent(tmp_path):
     launcher.kill()
     launcher.wait(timeout=TIMEOUT_SECONDS)
     try:
-        # As under `nohup`: the parent-death signal is for stages run by DVC only.
+        # As under `nohup`: ending with DVC is for stages run by DVC only.
         assert not _has_ended(child, 1)
     finally:
         os.kill(child, signal.SIGTERM)
