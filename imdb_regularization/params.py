@@ -81,9 +81,15 @@ class TrainParams:
     optimizer: str
     learning_rate: float
     validation: str | float  # "test", or the fraction of the training set held out
+    validation_seed: int | None  # the held-out split's seed; None: `seed`
     seed: int
     steps_per_execution: int
     input: str  # one of TRAIN_INPUTS
+
+    @property
+    def split_seed(self) -> int:
+        """The seed of the held-out validation split."""
+        return self.seed if self.validation_seed is None else self.validation_seed
 
 
 @dataclass(frozen=True)
@@ -245,6 +251,9 @@ def _train(raw: Any) -> TrainParams:
         optimizer=_choice(section["optimizer"], "train.optimizer", OPTIMIZERS),
         learning_rate=_number(section["learning_rate"], "train.learning_rate", 0, above=True),
         validation=_validation(section["validation"]),
+        validation_seed=None
+        if section["validation_seed"] is None
+        else _integer(section["validation_seed"], "train.validation_seed", 0, MAX_SEED),
         seed=_integer(section["seed"], "train.seed", 0, MAX_SEED),
         steps_per_execution=_integer(
             section["steps_per_execution"], "train.steps_per_execution", 1, MAX_STEPS_PER_EXECUTION

@@ -36,7 +36,9 @@ def main() -> None:
     spec, train = params.models[name], params.train
     data = encoded_arrays.read_for_training(args.data, train.input)
     # Split before TensorFlow's start-up: a validation fraction these rows cannot meet fails at once.
-    fit_data, held_out = encoded_arrays.fit_and_validation_data(data.train, data.test, train.validation, train.seed)
+    fit_data, held_out = encoded_arrays.fit_and_validation_data(
+        data.train, data.test, train.validation, train.split_seed
+    )
 
     from imdb_regularization.model import network
 

@@ -20,6 +20,9 @@ def test_defaults_reproduce_the_notebook(default_params):
     assert default_params.train.batch_size == 500
     assert default_params.train.hidden_units == (128, 128)
     assert default_params.train.validation == "test"
+    # A held-out split, when asked for, follows the training seed unless a fixed one is given.
+    assert default_params.train.validation_seed is None
+    assert default_params.train.split_seed == default_params.train.seed
     assert {name: (spec.regularizer, spec.rate) for name, spec in default_params.models.items()} == {
         "basic": ("none", 0.0),
         "l1": ("l1", 0.001),
@@ -126,6 +129,10 @@ BAD_PARAMS = {
     "validation neither test nor a fraction": (
         _replace("validation: test", "validation: 1.5"),
         "train.validation must be 'test' or a fraction that holds out 1 to 24,999 rows, got 1.5",
+    ),
+    "negative validation seed": (
+        _replace("validation_seed: null", "validation_seed: -1"),
+        "train.validation_seed must be an integer from 0 to 4,294,967,295, got -1",
     ),
     "empty hidden units": (
         _replace("hidden_units: [128, 128]", "hidden_units: []"),
