@@ -29,21 +29,18 @@ Run from the project root: `python -m tools.parallel [-j JOBS] [--group train]`.
 import argparse
 import logging
 import os
-import signal
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from imdb_regularization import cli
+from imdb_regularization.child_processes import ChildProcesses, ending_with_this_process
 from imdb_regularization.dvc_commands import dvc_command, dvc_environment
 
 log = logging.getLogger("tools.parallel")
@@ -62,9 +59,6 @@ MEMORY_SHARE = 0.8
 LOG_DIR = Path(".dvc/tmp/parallel")
 LOG_TAIL_LINES = 15
 LOCK_FILE = Path("dvc.lock")
-# How long a stopped `dvc repro` may take to let its stage delete its unfinished outputs before
-# its process group is killed; well within the time a user or CI runner waits after a stop.
-STOP_GRACE_SECONDS = 5.0
 
 
 class ParallelError(cli.StageError):
@@ -147,82 +141,7 @@ def changed_stages(stages: list[str]) -> list[str]:
     return [stage for stage in stages if stage in changed]
 
 
-class _Stopped(Exception):
-    """A run was about to start after the command was told to stop."""
-
-
-class ChildProcesses:
-    """The `dvc repro` processes of step 2, each the leader of a process group that holds its stages too."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._running: set[subprocess.Popen] = set()
-        self._stopping = False
-
-    def run(self, command: list[str], **options: Any) -> int:
-        """Run `command` in a new process group and wait for it; return its exit code.
-
-        Raises:
-            _Stopped: `stop` was called before it could start.
-        """
-        with self._lock:
-            if self._stopping:
-                raise _Stopped(command)
-            process = subprocess.Popen(command, start_new_session=True, **options)
-            self._running.add(process)
-        try:
-            return process.wait()
-        finally:
-            with self._lock:
-                self._running.discard(process)
-
-    def stop(self, grace_seconds: float = STOP_GRACE_SECONDS) -> None:
-        """Send SIGINT to every running group, as Ctrl-C would; kill the groups still running after `grace_seconds`.
-
-        Returns once every leader has ended; no run starts afterwards.
-        """
-        with self._lock:
-            self._stopping = True
-            running = list(self._running)
-        for process in running:
-            _signal_group(process, signal.SIGINT)
-        deadline = time.monotonic() + grace_seconds
-        for process in running:
-            try:
-                process.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal_group(process, signal.SIGKILL)
-                process.wait()
-            # DVC waits for its stage, so normally nothing is left; anything that is would run unwatched.
-            _signal_group(process, signal.SIGKILL)
-
-
-def _signal_group(process: subprocess.Popen, signal_number: int) -> None:
-    """Send `signal_number` to the process group `process` leads; a group already gone is fine."""
-    try:
-        os.killpg(process.pid, signal_number)
-    except ProcessLookupError:
-        pass
-
-
 _children = ChildProcesses()
-
-# Starts the command in argv[2:] (by exec, so it keeps this pid) once the kernel is set to send it
-# SIGTERM when its parent, the runner whose pid is argv[1], dies; if that happened already, it exits.
-_END_WITH_PARENT = """
-import ctypes, os, signal, sys
-ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-if os.getppid() != int(sys.argv[1]):
-    sys.exit(128 + signal.SIGTERM)
-os.execv(sys.argv[2], sys.argv[2:])
-"""
-
-
-def ending_with_this_process(command: list[str]) -> list[str]:
-    """`command`, started so that it gets SIGTERM if this process dies (Linux; elsewhere as it is)."""
-    if not sys.platform.startswith("linux"):
-        return command
-    return [sys.executable, "-c", _END_WITH_PARENT, str(os.getpid()), *command]
 
 
 def run_stages(stages: tuple[str, ...], log_dir: Path) -> StageRun:

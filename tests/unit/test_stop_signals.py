@@ -246,7 +246,7 @@ def test_a_stop_to_the_stage_alone_cancels_its_queued_work_and_ends_its_workers(
 # each run, prints its pid and waits for a signal; the runner waits for it.
 RUNNER = textwrap.dedent("""
     import subprocess, sys
-    from tools.parallel import ending_with_this_process
+    from imdb_regularization.child_processes import ending_with_this_process
 
     child = [sys.executable, "-c", "import os, signal; print(os.getpid(), flush=True); signal.pause()"]
     subprocess.run(ending_with_this_process(child), start_new_session=True)
