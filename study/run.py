@@ -1,178 +1,74 @@
-"""Run the regularization study as DVC experiments, one per (regularizer, rate, seed).
+"""Run the regularization study as DVC experiments: widths x regularizers x rates x seeds.
 
 From the repository root:
 
-    python -m study.run --rates 1e-5,1e-4,1e-3,1e-2,1e-1 --seeds 3 --jobs 2
+    python -m study.run --num-words 100,1000,10000 --rates 1e-5,1e-4,1e-3,1e-2,1e-1 --seeds 3 --jobs 2
 
-queues one experiment per point, named `study-l1-0.0001-s42` (`study-basic-s42` for the
-model without a regularizer), then runs the queue with `--jobs` workers and waits
-(`dvc exp run --run-all`, the waiting form of `dvc queue start`). Each experiment trains
-one model only: its params keep the one entry of `models` with the point's regularizer,
-with the point's rate and `train.seed`, and it targets `evaluate@<model>`, so a point
-costs one TensorFlow start-up and one fit. `fetch`, `encode` and every point computed
-before, here or on a machine sharing the run-cache through a DVC remote, are restored
-from the run-cache instead of run.
+trains, at every width (`data.num_words`, default: params.yaml's) and seed (`train.seed`,
+`train.seed + 1`, ...), the basic model and L1 and L2 at every rate. The points of one width and
+seed are one experiment, `study-w<width>-s<seed>` (see `study.grid`); `--jobs` experiments run at
+once, each as `dvc exp run --temp` in a temporary workspace of its own, logging to
+`.dvc/tmp/study/<experiment>.log`. An experiment starts only once its width's `encode` is done
+(or none of that width is running), so each width is encoded once. Every point is a pair of
+stages with its own run-cache entry: a point computed before, here or on a machine sharing the
+run-cache through a DVC remote, is restored instead of trained, so adding a width, rate or seed
+to a finished study trains only the new points. Rerunning replaces the experiments it runs.
 
-Seeds are `train.seed`, `train.seed + 1`, ..., so the point at the pipeline's own rate and
-seed is the pipeline's own training. `-S key=value` (repeatable) goes to every experiment,
-e.g. `-S data.source=aclimdb -S data.url=aclImdb_v1.tar.gz`. Rerunning replaces the
-experiments of the points it runs. `--shard K/N` runs every N-th point from the K-th, to
-spread one study over N machines.
+Every point holds out the same validation split of the training set (`study.grid`); the
+summary chooses each rate on it and reports the test set.
 
-Ctrl-C (SIGINT) or SIGTERM stops the whole study: the experiments running are killed, DVC's
-queue workers are stopped, this study's tasks still queued are removed from the queue, and any
-process the queue run started that is left after `STOP_GRACE_SECONDS` is killed; a rerun can
-start at once. The queue is the repository's, so experiments queued by hand and running in it
-are stopped too.
+A point that fails (a diverging training, say) does not stop the others: its experiment runs
+again without it, restoring the rest, and the study ends with exit code 1 naming the failed
+points and their logs. Progress (points done of all, running, failed, time left) is one
+updating line on a terminal and a line per finished point otherwise.
+
+`-S key=value` (repeatable) goes to every experiment, e.g. `-S data.source=aclimdb -S
+data.url=aclImdb_v1.tar.gz`. `--shard K/N` runs every N-th experiment from the K-th, to
+spread one study over N machines by hand.
+
+Ctrl-C (SIGINT) or SIGTERM stops the study: each running experiment gets SIGINT, as Ctrl-C
+stops a `dvc exp run`, so its stage deletes its unfinished outputs and nothing half-done is
+recorded; whatever still runs `STOP_GRACE_SECONDS` later is killed.
 """
 
 import argparse
 import logging
-import math
-import os
-import signal
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
+from typing import TextIO
 
 from imdb_regularization import cli
+from imdb_regularization.child_processes import ChildProcesses, ending_with_this_process
 from imdb_regularization.dvc_commands import dvc_command, dvc_environment, run_dvc
-from imdb_regularization.params import MAX_SEED, RegularizerSpec, load_params, local_path
+from imdb_regularization.params import load_params, local_path
+from study.grid import (
+    BASELINE,
+    EXPERIMENT_PREFIX,
+    Point,
+    StudyError,
+    StudyExperiment,
+    model_label,
+    parse_rates,
+    parse_widths,
+    plan,
+    run_arguments,
+    select_shard,
+)
+
+__all__ = ["BASELINE", "EXPERIMENT_PREFIX", "StudyError", "call_dvc", "model_label"]
 
 log = logging.getLogger("study.run")
 
-EXPERIMENT_PREFIX = "study-"
-BASELINE = "none"  # the basic model's regularizer; it has no rate to vary
-STUDIED = ("l1", "l2")
 DEFAULT_RATES = "1e-5,1e-4,1e-3,1e-2,1e-1"
 DATA_URL = "data.url="
-# How long the processes of a stopped queue run may take to end by themselves before they are killed.
-STOP_GRACE_SECONDS = 5.0
-POLL_SECONDS = 0.1
-# Each point is a DVC experiment (a git ref and a queue entry); beyond this many, the bookkeeping
-# alone would take hours, which is a sign of a mistyped grid.
-MAX_POINTS = 2_000
-
-
-class StudyError(cli.StageError):
-    """The study cannot run or be summarized as asked."""
-
-
-def model_label(regularizer: str) -> str:
-    """What the study calls a model: its regularizer, or `basic` for none."""
-    return "basic" if regularizer == BASELINE else regularizer
-
-
-@dataclass(frozen=True)
-class Point:
-    """One experiment of the study: a regularizer at a rate, trained from a seed."""
-
-    regularizer: str
-    rate: float
-    seed: int
-
-    @property
-    def name(self) -> str:
-        rate = "" if self.regularizer == BASELINE else f"-{rate_label(self.rate)}"
-        return f"{EXPERIMENT_PREFIX}{model_label(self.regularizer)}{rate}-s{self.seed}"
-
-
-def rate_label(rate: float) -> str:
-    """How a rate appears in an experiment's name: short (`0.0001`, `1e-05`), so close rates can share it."""
-    return f"{rate:g}"
-
-
-def parse_rates(text: str) -> tuple[float, ...]:
-    """Rates from a comma-separated list such as `1e-5,1e-4`: distinct, finite, above 0; in increasing order.
-
-    Raises:
-        StudyError: an item is not such a rate, or two rates would give their experiments the same name.
-    """
-    try:
-        rates = [float(item) for item in text.split(",")]
-    except ValueError:
-        raise StudyError(f"--rates must be comma-separated numbers, got {text!r}") from None
-    if not all(math.isfinite(rate) and rate > 0 for rate in rates) or len(set(rates)) != len(rates):
-        raise StudyError(f"--rates must be distinct finite numbers above 0, got {text!r}")
-    labelled: dict[str, float] = {}
-    for rate in sorted(rates):
-        other = labelled.setdefault(rate_label(rate), rate)
-        if other != rate:
-            # Experiments are told apart by name: the second point would replace the first.
-            raise StudyError(
-                f"--rates {other!r} and {rate!r} would both be named {rate_label(rate)} in experiment names; "
-                "pick rates that differ in their first 6 significant digits"
-            )
-    return tuple(sorted(rates))
-
-
-def grid_points(rates: tuple[float, ...], seeds: int, first_seed: int) -> list[Point]:
-    """Every point of the study, seed by seed, so a study cut short still has whole curves for its first seeds."""
-    if seeds < 1:
-        raise StudyError(f"--seeds must be at least 1, got {seeds}")
-    size = seeds * (1 + len(STUDIED) * len(rates))
-    if size > MAX_POINTS or first_seed + seeds - 1 > MAX_SEED:
-        raise StudyError(
-            f"--rates and --seeds ask for {size:,} experiments with seeds up to {first_seed + seeds - 1:,}: "
-            f"at most {MAX_POINTS:,} experiments and seeds up to {MAX_SEED:,}"
-        )
-    points = []
-    for seed in range(first_seed, first_seed + seeds):
-        points.append(Point(regularizer=BASELINE, rate=0.0, seed=seed))
-        points += [Point(regularizer=regularizer, rate=rate, seed=seed) for regularizer in STUDIED for rate in rates]
-    return points
-
-
-def select_shard(points: list[Point], shard: str) -> list[Point]:
-    """The points machine K of N runs (`shard` is "K/N", K from 1): every N-th point from the K-th."""
-    try:
-        index, count = (int(part) for part in shard.split("/"))
-    except ValueError:
-        raise StudyError(f"--shard must be K/N, e.g. 2/3, got {shard!r}") from None
-    if not 1 <= index <= count:
-        raise StudyError(f"--shard K/N needs 1 <= K <= N, got {shard!r}")
-    return points[index - 1 :: count]
-
-
-def model_keys(models: dict[str, RegularizerSpec]) -> dict[str, str]:
-    """The `models` entry that trains each regularizer of the study: the first one with that regularizer."""
-    keys: dict[str, str] = {}
-    for name, spec in models.items():
-        keys.setdefault(spec.regularizer, name)
-    for regularizer in (BASELINE, *STUDIED):
-        if regularizer not in keys:
-            raise StudyError(f"params.yaml: the study needs a model with regularizer {regularizer} under models")
-    return keys
-
-
-def absolute_data_url(overrides: list[str], params_url: str | None, root: Path) -> list[str]:
-    """`overrides` with `data.url` made absolute if it names a file by a relative path.
-
-    Queued experiments run in copies under `.dvc/tmp/exps`, where a relative path points nowhere.
-    The new value is quoted, so a comma in the path is not read as a list of values to sweep.
-    """
-    given = [override for override in overrides if override.startswith(DATA_URL)]
-    url = given[-1].removeprefix(DATA_URL) if given else params_url
-    local = None if url is None else local_path(url)
-    if local is None or local.is_absolute():
-        return overrides
-    others = [override for override in overrides if not override.startswith(DATA_URL)]
-    quoted = str((root / local).resolve()).replace("'", "\\'")
-    return [*others, f"{DATA_URL}'{quoted}'"]
-
-
-def queue_arguments(point: Point, *, keys: dict[str, str], models: list[str], overrides: list[str]) -> list[str]:
-    """The `dvc exp run --queue` arguments of one point: train and evaluate its one model, at its rate and seed."""
-    key = keys[point.regularizer]
-    settings = [*overrides, *(f"~models.{other}" for other in models if other != key), f"train.seed={point.seed}"]
-    if point.regularizer != BASELINE:
-        settings.append(f"models.{key}.rate={point.rate!r}")
-    arguments = ["exp", "run", "--queue", f"evaluate@{key}", "--name", point.name]
-    return arguments + [argument for setting in settings for argument in ("--set-param", setting)]
+LOG_DIR = Path(".dvc/tmp/study")
+POLL_SECONDS = 0.25
+# A point whose stage failed is left out and its experiment run once more; a second failure of
+# the same experiment fails all its points still unfinished.
+ATTEMPTS = 2
 
 
 def call_dvc(*arguments: str, capture: bool = True) -> str:
@@ -189,141 +85,260 @@ def experiment_names() -> set[str]:
     return set(call_dvc("exp", "list", "--name-only").split())
 
 
-def session_processes(session_id: int) -> list[int]:
-    """The processes (zombies aside) of session `session_id`, read from Linux's /proc; none elsewhere."""
-    members = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            # The fields after the command's closing parenthesis: state, parent, group, session, ...
-            state, _, _, session = (entry / "stat").read_text().rpartition(")")[2].split()[:4]
-        except (OSError, ValueError):
-            continue  # ended meanwhile
-        if int(session) == session_id and state != "Z":
-            members.append(int(entry.name))
-    return members
+def absolute_data_url(overrides: list[str], params_url: str | None, root: Path) -> list[str]:
+    """`overrides` with `data.url` made absolute if it names a file by a relative path.
 
-
-def end_session(session_id: int, grace_seconds: float) -> None:
-    """Wait up to `grace_seconds` for session `session_id`'s processes to end, then kill those left."""
-    deadline = time.monotonic() + grace_seconds
-    while (left := session_processes(session_id)) and time.monotonic() < deadline:
-        time.sleep(POLL_SECONDS)
-    for pid in left:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    if left:
-        log.warning("killed %d processes of the queue run that did not stop in time", len(left))
-
-
-def stop_queue(names: set[str]) -> list[str]:
-    """Kill the queue's running experiments, stop its workers, and remove the tasks of `names` still queued or killed.
-
-    A stop must go on whatever DVC says, so a failure here is logged, not raised.
-
-    Returns:
-        The names of the tasks removed.
+    Experiments run in copies under `.dvc/tmp/exps`, where a relative path points nowhere.
+    The new value is quoted, so a comma in the path is not read as a list of values to sweep.
     """
-    from dvc.repo import Repo
-
-    # Celery's connection warns that it assumes localhost, which is what DVC's local queue uses.
-    logging.getLogger("kombu").setLevel(logging.ERROR)
-    removed: list[str] = []
-    try:
-        with Repo() as repo:
-            queue = repo.experiments.celery_queue
-            queue.shutdown(kill=True)
-            removed = [entry.name for entry in queue.iter_queued() if entry.name in names]
-            removed += [done.entry.name for done in queue.iter_failed() if done.entry.name in names]
-            if removed:
-                queue.remove(revs=removed)
-    except Exception as error:  # DVC's, celery's or the file system's: the processes are killed below anyway
-        log.warning("could not stop DVC's experiment queue: %s", cli.one_line(str(error) or type(error).__name__))
-    return removed
+    given = [override for override in overrides if override.startswith(DATA_URL)]
+    url = given[-1].removeprefix(DATA_URL) if given else params_url
+    local = None if url is None else local_path(url)
+    if local is None or local.is_absolute():
+        return overrides
+    others = [override for override in overrides if not override.startswith(DATA_URL)]
+    quoted = str((root / local).resolve()).replace("'", "\\'")
+    return [*others, f"{DATA_URL}'{quoted}'"]
 
 
-def run_queue(jobs: int, names: set[str]) -> None:
-    """`dvc exp run --run-all --jobs <jobs>`, waiting; stopped by a signal, it leaves no worker or experiment running.
+@dataclass
+class ExperimentLog:
+    """What one `dvc exp run`'s output says so far: which stages finished, which runs, which failed.
 
-    The run gets a session of its own, which every queue worker and experiment it starts
-    inherits, so whatever outlives the queue's own shutdown can be found and killed.
+    DVC runs one stage at a time and says `Running stage 'X':` before it; a stage that needs no
+    run is `Stage 'X' didn't change` or `Stage 'X' is cached`; a finished run is followed by
+    `Updating lock file`; with `--keep-going` the last line names every failed stage.
+    """
+
+    finished: list[str] = field(default_factory=list)
+    running: str | None = None
+    failed: list[str] = field(default_factory=list)
+
+    def read(self, line: str) -> None:
+        if line.startswith("Running stage '"):
+            self.running = line.split("'")[1]
+        elif line.startswith("Stage '") and ("didn't change" in line or "is cached" in line):
+            self.finished.append(line.split("'")[1])
+        elif line.startswith("Updating lock file") and self.running:
+            self.finished.append(self.running)
+            self.running = None
+        elif "failed to reproduce" in line:
+            self.failed += line.partition("failed to reproduce")[2].split("'")[1::2]
+
+
+@dataclass
+class Run:
+    """One attempt at one experiment: its process, its log file and what the log has said."""
+
+    experiment: StudyExperiment
+    process: subprocess.Popen
+    log_path: Path
+    log_file: TextIO
+    attempt: int
+    said: ExperimentLog = field(default_factory=ExperimentLog)
+    _position: int = 0
+    _unread: str = ""
+
+    def read_log(self) -> None:
+        with self.log_path.open(encoding="utf-8", errors="replace") as reader:
+            reader.seek(self._position)
+            text = self._unread + reader.read()
+            self._position = reader.tell()
+        *lines, self._unread = text.split("\n")
+        for line in lines:
+            self.said.read(line.strip())
+
+    @property
+    def width_prepared(self) -> bool:
+        """Whether this experiment's `encode` has run or been restored: another of its width may start."""
+        return any("@" in stage for stage in [*self.said.finished, self.said.running or ""])
+
+
+class Progress:
+    """Points done of all, running, failed, and the time left; one updating line on a terminal."""
+
+    def __init__(self, points: list[Point], stream: TextIO = sys.stderr) -> None:
+        self.points = points
+        self.done: set[Point] = set()
+        self.failed: set[Point] = set()
+        self.running: set[Point] = set()
+        self.started = time.monotonic()
+        self.stream = stream
+        self.on_terminal = stream.isatty()
+        self._shown = ""
+
+    def line(self) -> str:
+        total = len(self.points)
+        text = f"study: {len(self.done)}/{total} points done, {len(self.running)} running, {len(self.failed)} failed"
+        return f"{text}, {self.time_left()}"
+
+    def time_left(self) -> str:
+        """From the cost of the points finished in the time so far; each point costs by its width (`Point.cost`)."""
+        finished = self.done | self.failed
+        done_cost = sum(point.cost for point in finished)
+        if not done_cost:
+            return "time left unknown"
+        remaining = sum(point.cost for point in self.points if point not in finished)
+        seconds = (time.monotonic() - self.started) * remaining / done_cost
+        return f"about {seconds / 60:.0f} min left" if seconds >= 90 else f"about {seconds:.0f} s left"
+
+    def show(self, event: str | None = None) -> None:
+        """On a terminal, redraw the line when it changed; elsewhere, print it with each event."""
+        line = self.line()
+        if self.on_terminal:
+            if event:
+                self.stream.write(f"\r\x1b[K{event}\n")
+            if line != self._shown or event:
+                self.stream.write(f"\r\x1b[K{line}")
+                self.stream.flush()
+        elif event:
+            self.stream.write(f"{event}; {line}\n")
+            self.stream.flush()
+        self._shown = line
+
+    def finish(self) -> None:
+        if self.on_terminal and self._shown:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+class StudyRunner:
+    """Runs the study's experiments, up to `jobs` at once, and follows their points through their logs."""
+
+    def __init__(self, experiments: list[StudyExperiment], overrides: list[str], jobs: int, log_dir: Path) -> None:
+        # Each experiment to run with its attempt number.
+        self.waiting = [(experiment, 1) for experiment in experiments]
+        self.overrides = overrides
+        self.jobs = jobs
+        self.log_dir = log_dir
+        self.children = ChildProcesses()
+        self.runs: list[Run] = []
+        self.progress = Progress([point for experiment in experiments for point in experiment.points])
+        self.failed_logs: dict[Point, Path] = {}
+        self.succeeded: list[str] = []
+
+    def run(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            while self.waiting or self.runs:
+                self._start_what_can_start()
+                time.sleep(POLL_SECONDS)
+                for run in list(self.runs):
+                    self._follow(run)
+        except BaseException:
+            self.children.stop()
+            for run in self.runs:
+                run.log_file.close()
+            raise
+        finally:
+            self.progress.finish()
+
+    def _start_what_can_start(self) -> None:
+        while len(self.runs) < self.jobs:
+            startable = [entry for entry in self.waiting if self._width_free(entry[0].width)]
+            if not startable:
+                return
+            self.waiting.remove(startable[0])
+            self._start(*startable[0])
+
+    def _width_free(self, width: int) -> bool:
+        """No experiment of this width runs, or one has its encoded data ready (it is in the run-cache)."""
+        same = [run for run in self.runs if run.experiment.width == width]
+        return not same or any(run.width_prepared for run in same)
+
+    def _start(self, experiment: StudyExperiment, attempt: int) -> None:
+        suffix = "" if attempt == 1 else f".attempt{attempt}"
+        log_path = self.log_dir / f"{experiment.name}{suffix}.log"
+        log_file = log_path.open("w", encoding="utf-8")
+        process = self.children.start(
+            ending_with_this_process(dvc_command("--wait-for-lock", *run_arguments(experiment, self.overrides))),
+            env=dvc_environment(),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        self.runs.append(Run(experiment, process, log_path, log_file, attempt))
+        self.progress.show(f"started {experiment.name}: {len(experiment.points)} points, log {log_path}")
+
+    def _points_of(self, run: Run, stages: list[str]) -> set[Point]:
+        keys = {stage.partition("@")[2] for stage in stages}
+        return {point for point in run.experiment.points if point.model_key in keys}
+
+    def _follow(self, run: Run) -> None:
+        exit_code = run.process.poll()
+        run.read_log()
+        evaluated = self._points_of(run, [stage for stage in run.said.finished if stage.startswith("evaluate@")])
+        for point in sorted(evaluated - self.progress.done, key=lambda point: point.name):
+            self.progress.done.add(point)
+            self.progress.show(f"done {point.name}")
+        self.progress.running -= set(run.experiment.points)
+        if exit_code is None:
+            self.progress.running |= self._points_of(run, [run.said.running or ""])
+            self.progress.show()
+            return
+        self.children.forget(run.process)
+        run.log_file.close()
+        self.runs.remove(run)
+        if exit_code == 0:
+            self.succeeded.append(run.experiment.name)
+            return
+        self._after_failure(run, exit_code)
+
+    def _after_failure(self, run: Run, exit_code: int) -> None:
+        """Leave out the points whose stages failed and run the rest again; else fail what is unfinished."""
+        failed = self._points_of(run, run.said.failed)
+        retry = run.experiment.without(failed)
+        # Points the failed run evaluated are in the run-cache, but in no experiment until one is committed.
+        self.progress.done -= set(retry.points)
+        if failed and retry.points and run.attempt < ATTEMPTS:
+            for point in sorted(failed, key=lambda point: point.name):
+                self._fail(point, run.log_path)
+            self.waiting.insert(0, (retry, run.attempt + 1))
+            return
+        for point in sorted(run.experiment.points, key=lambda point: point.name):
+            self._fail(point, run.log_path)
+        log.error("%s failed (exit %d); the end of %s:\n%s", run.experiment.name, exit_code, run.log_path, _tail(run))
+
+    def _fail(self, point: Point, log_path: Path) -> None:
+        self.failed_logs[point] = log_path
+        self.progress.failed.add(point)
+        self.progress.show(f"FAILED {point.name}: see {log_path}")
+
+
+def _tail(run: Run, lines: int = 15) -> str:
+    return "\n".join(run.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+
+
+def run_study(experiments: list[StudyExperiment], overrides: list[str], jobs: int) -> None:
+    """Run the experiments (replacing earlier ones of the same names) and check each one exists afterwards.
 
     Raises:
-        StudyError: the queue run failed.
+        StudyError: a point failed, or an experiment that ran is missing from `dvc exp list`.
     """
-    process = subprocess.Popen(
-        dvc_command("exp", "run", "--run-all", "--jobs", str(jobs)), env=dvc_environment(), start_new_session=True
-    )
-    try:
-        exit_code = process.wait()
-    except (cli.Interrupted, KeyboardInterrupt):
-        log.warning("stopping: killing the running experiments and the queue's workers")
-        os.kill(process.pid, signal.SIGINT)
-        removed = stop_queue(names)
-        end_session(process.pid, STOP_GRACE_SECONDS)
-        log.warning("removed %d of this study's tasks from the queue", len(removed))
-        raise
-    if exit_code != 0:
-        raise StudyError(f"`dvc exp run --run-all --jobs {jobs}` failed (exit {exit_code}); its output is above")
-
-
-@contextmanager
-def stops_deferred() -> Iterator[None]:
-    """Note SIGINT and SIGTERM during the block, and deliver the first one again when the block ends.
-
-    A `dvc exp run --queue` killed halfway could leave a half-made entry in DVC's git stash; it
-    takes a moment, so a stop that arrives meanwhile takes effect right after it.
-    """
-    noted: list[int] = []
-
-    def note(signal_number: int, _frame: FrameType | None) -> None:
-        noted.append(signal_number)
-
-    handlers = {signal_number: signal.signal(signal_number, note) for signal_number in cli.STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for signal_number, handler in handlers.items():
-            signal.signal(signal_number, handler)
-    if noted:
-        signal.raise_signal(noted[0])
-
-
-def run_points(points: list[Point], queue: list[list[str]], jobs: int) -> None:
-    """Queue one experiment per point (replacing earlier ones of the same name), run them all, check each finished."""
-    names = [point.name for point in points]
+    names = [experiment.name for experiment in experiments]
     replaced = sorted(set(names) & experiment_names())
     if replaced:
-        # Their results come straight back from the run-cache; removing them keeps one experiment per point.
+        # Their points come straight back from the run-cache; removing them keeps one experiment per name.
         log.info("replacing %d experiments of an earlier run", len(replaced))
         call_dvc("exp", "remove", *replaced)
-    try:
-        for arguments in queue:
-            with stops_deferred():
-                call_dvc(*arguments)
-    except (cli.Interrupted, KeyboardInterrupt):
-        # The points queued so far would otherwise run with the next `dvc exp run --run-all`.
-        stop_queue(set(names))
-        raise
-    log.info("queued %d experiments; running them with %d jobs", len(queue), jobs)
-    run_queue(jobs, set(names))
-    finished = set(names) & experiment_names()
-    failed = sorted(set(names) - finished)
-    if failed:
+    runner = StudyRunner(experiments, overrides, jobs, LOG_DIR)
+    runner.run()
+    missing = sorted(set(runner.succeeded) - experiment_names())
+    if missing:
+        raise StudyError(f"experiments {', '.join(missing)} ran but `dvc exp list` does not show them")
+    if runner.failed_logs:
+        failed = sorted(runner.failed_logs.items(), key=lambda item: item[0].name)
+        total = sum(len(experiment.points) for experiment in experiments)
         raise StudyError(
-            f"{len(failed)} of {len(names)} experiments failed: {', '.join(failed)}. `dvc queue logs <name>` shows why."
-        )
-    # Counted, not only compared as sets: points sharing a name pass a set comparison with one experiment for all.
-    if len(finished) != len(names):
-        shared = sorted({name for name in names if names.count(name) > 1})
-        raise StudyError(
-            f"{len(names)} points left {len(finished)} experiments: points share the names {', '.join(shared)}"
+            f"{len(failed)} of {total} points failed: "
+            + "; ".join(f"{point.name} (log {log_path})" for point, log_path in failed)
         )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run the L1/L2 regularization study as DVC experiments.")
+    parser.add_argument(
+        "--num-words", help="comma-separated widths, data.num_words of each point (default: params.yaml's)"
+    )
     parser.add_argument("--rates", default=DEFAULT_RATES, help="comma-separated rates for L1 and L2 (%(default)s)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per point, from train.seed up (%(default)s)")
     parser.add_argument("--jobs", type=int, default=2, help="experiments run at once (%(default)s)")
@@ -342,15 +357,14 @@ def main() -> None:
     if args.jobs < 1:
         raise StudyError(f"--jobs must be at least 1, got {args.jobs}")
     params = load_params()
-    keys = model_keys(params.models)
-    points = select_shard(grid_points(parse_rates(args.rates), args.seeds, params.train.seed), args.shard)
+    widths = parse_widths(args.num_words) if args.num_words else (params.data.num_words,)
+    experiments = select_shard(plan(widths, parse_rates(args.rates), args.seeds, params.train.seed), args.shard)
     overrides = absolute_data_url(args.overrides, params.data.url, Path.cwd())
-    queue = [queue_arguments(point, keys=keys, models=list(params.models), overrides=overrides) for point in points]
+    points = sum(len(experiment.points) for experiment in experiments)
+    log.info("%d points in %d experiments, %d at a time; logs in %s/", points, len(experiments), args.jobs, LOG_DIR)
     started = time.monotonic()
-    run_points(points, queue, args.jobs)
-    log.info(
-        "ran %d experiments in %.0f s; `python -m study.summarize` draws them", len(points), time.monotonic() - started
-    )
+    run_study(experiments, overrides, args.jobs)
+    log.info("ran %d points in %.0f s; `python -m study.summarize` draws them", points, time.monotonic() - started)
 
 
 if __name__ == "__main__":
