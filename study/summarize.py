@@ -478,7 +478,8 @@ def selection_lines(chosen: list[dict]) -> list[str]:
     differing = [row for row in rows if not row["same_rate"]]
     lines = [
         f"A choice on the test set would pick another rate in {len(differing)} of {len(rows)} cases. "
-        "Its test BCE is lower by construction; the difference is what reporting the test-chosen rate would overstate.",
+        "Its test BCE is never higher, by construction: the difference is how much reporting the test-chosen rate "
+        "would flatter the result.",
         "",
         "| words | model | validation-chosen rate | its test BCE | test-chosen rate | its test BCE | difference |",
         "|---|---|---|---|---|---|---|",
