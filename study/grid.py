@@ -172,12 +172,16 @@ def select_shard(experiments: list[StudyExperiment], shard: str) -> list[StudyEx
     return experiments[index - 1 :: count]
 
 
-def models_setting(points: tuple[Point, ...]) -> str:
-    """The `-S` value that makes `models` exactly these points' models (flow-style YAML, as DVC's overrides read it)."""
+def models_settings(points: tuple[Point, ...]) -> list[str]:
+    """The `-S` values that make `models` exactly these points' models (flow-style YAML, as DVC's overrides read it).
+
+    `models` is deleted first: a dict given to an existing key is merged into it, and the
+    project's own models would stay in every experiment's params.
+    """
     entries = ", ".join(
         f"{point.model_key}: {{regularizer: {point.regularizer}, rate: {point.rate!r}}}" for point in points
     )
-    return f"++models={{{entries}}}"
+    return ["~models", f"+models={{{entries}}}"]
 
 
 def experiment_settings(experiment: StudyExperiment, overrides: list[str]) -> list[str]:
@@ -192,7 +196,7 @@ def experiment_settings(experiment: StudyExperiment, overrides: list[str]) -> li
         *overrides,
         f"data.num_words={experiment.width}",
         f"train.seed={experiment.seed}",
-        models_setting(experiment.points),
+        *models_settings(experiment.points),
     ]
 
 

@@ -197,9 +197,9 @@ class Progress:
         self._shown = line
 
     def finish(self) -> None:
-        if self.on_terminal and self._shown:
-            self.stream.write("\n")
-            self.stream.flush()
+        """End the updating line on a terminal; elsewhere, print the final counts."""
+        self.stream.write("\n" if self.on_terminal else f"{self.line()}\n")
+        self.stream.flush()
 
 
 class StudyRunner:
@@ -266,13 +266,16 @@ class StudyRunner:
     def _follow(self, run: Run) -> None:
         exit_code = run.process.poll()
         run.read_log()
-        evaluated = self._points_of(run, [stage for stage in run.said.finished if stage.startswith("evaluate@")])
-        for point in sorted(evaluated - self.progress.done, key=lambda point: point.name):
-            self.progress.done.add(point)
-            self.progress.show(f"done {point.name}")
+        # DVC runs an experiment's trainings first and its (seconds-long) evaluations after them:
+        # a point counts as done once trained, or restored, and fails later if its evaluation does.
+        trained = self._points_of(run, run.said.finished)
         self.progress.running -= set(run.experiment.points)
         if exit_code is None:
-            self.progress.running |= self._points_of(run, [run.said.running or ""])
+            self.progress.running |= self._points_of(run, [run.said.running or ""]) - trained
+        for point in sorted(trained - self.progress.done, key=lambda point: point.name):
+            self.progress.done.add(point)
+            self.progress.show(f"done {point.name}")
+        if exit_code is None:
             self.progress.show()
             return
         self.children.forget(run.process)
@@ -300,6 +303,7 @@ class StudyRunner:
 
     def _fail(self, point: Point, log_path: Path) -> None:
         self.failed_logs[point] = log_path
+        self.progress.done.discard(point)
         self.progress.failed.add(point)
         self.progress.show(f"FAILED {point.name}: see {log_path}")
 

@@ -1,5 +1,5 @@
 """The regularization study end to end: the real `python -m study.run` and `study.summarize` on a tiny
-archive in a copy of the project. Its pure parts are tested in tests/unit/test_study.py.
+archive in a copy of the project. Its pure parts are tested in tests/unit/test_study_run.py and test_summarize.py.
 
 Before the study proper, a first study in the same copy is stopped with Ctrl-C while it trains:
 it must leave no process behind, and the study proper, started right after, must run normally.
@@ -16,13 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from study.run import grid_points
+from study.grid import parse_rates, plan
 from tests.support.data import make_reviews, write_aclimdb_archive
-from tests.support.processes import describe, kill_all_under, processes_under, read_until, wait_until_none_under
-from tests.support.project import ALL_STAGES, copy_pipeline, pipeline_environment, run_dvc, run_in, stages_run
+from tests.support.processes import describe, kill_all_under, processes_under, wait_until_none_under
+from tests.support.project import copy_pipeline, pipeline_environment, run_dvc, run_in, stages_run
 
-# One rate keeps it to six trainings (each pays TensorFlow's start-up).
+# One rate at two widths keeps it to twelve trainings (each pays TensorFlow's start-up).
 STUDY_RATE = 0.1
+WIDTHS = (20, 40)
 # How long everything a stopped command started may take to end.
 STOP_SECONDS = 10
 TIMEOUT_SECONDS = 300
@@ -48,74 +49,83 @@ def repo(tmp_path_factory) -> Path:
     return repo
 
 
+def _wait_for_training(repo: Path, process: subprocess.Popen) -> None:
+    """Until a log of the study's experiments says a training has begun; the study must not end before."""
+    deadline = time.monotonic() + TIMEOUT_SECONDS
+    logs = repo / ".dvc" / "tmp" / "study"
+    while not any(TRAINING_STARTED in path.read_text() for path in logs.glob("study-*.log")):
+        assert process.poll() is None, "the study ended before any training began"
+        assert time.monotonic() < deadline, "no training began"
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def stopped(repo) -> dict:
     """A study of long trainings, stopped with Ctrl-C once they train: how it ended and what was left running."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "study.run", "--rates", str(STUDY_RATE), "--seeds", "1", "--jobs", "2"]
-        + ["-S", "data.source=aclimdb", "-S", "data.url=other_aclImdb.tar.gz", "-S", "train.epochs=1000"],
-        cwd=repo,
-        env=pipeline_environment(repo),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group, as a shell runs a job
-    )
+    output_path = repo.parent / "stopped-study.log"
+    with output_path.open("wb") as output_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "study.run", "--rates", str(STUDY_RATE), "--seeds", "1", "--jobs", "2"]
+            + ["-S", "data.source=aclimdb", "-S", "data.url=other_aclImdb.tar.gz", "-S", "train.epochs=1000"],
+            cwd=repo,
+            env=pipeline_environment(repo),
+            stdout=output_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, as a shell runs a job
+        )
     try:
-        output = read_until(process, TRAINING_STARTED, TIMEOUT_SECONDS)
+        _wait_for_training(repo, process)
         running = processes_under(repo)
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the job's whole group
         started = time.monotonic()
-        output += process.communicate(timeout=STOP_SECONDS)[0].decode()
+        process.wait(timeout=STOP_SECONDS)
         ended_after = time.monotonic() - started
         left = wait_until_none_under(repo, STOP_SECONDS - ended_after)
     finally:
         kill_all_under(repo)
-    queue = run_dvc(repo, "queue", "status")
-    return {"code": process.returncode, "output": output, "running": running, "left": left, "queue": queue}
+    output = output_path.read_text()
+    return {"code": process.returncode, "output": output, "running": running, "left": left}
 
 
-def test_ctrl_c_ends_the_study_and_every_experiment_and_worker_it_started(stopped):
+def test_ctrl_c_ends_the_study_and_every_experiment_it_started(stopped):
     assert any("stages.train" in command for command in stopped["running"].values()), describe(stopped["running"])
-    assert any("queue-worker" in command for command in stopped["running"].values()), describe(stopped["running"])
-    # Before, the queue workers and their trainings ran on, and the next study could not take DVC's lock.
     assert stopped["left"] == {}, f"still running after Ctrl-C:\n{describe(stopped['left'])}"
     assert stopped["code"] == 128 + signal.SIGINT
     assert "study.run: stopped by SIGINT; outputs not yet complete were deleted" in stopped["output"]
     assert "Traceback" not in stopped["output"]
-    # No task of the stopped study waits in the queue to run with the next one.
-    assert "Queued" not in stopped["queue"] and "Running" not in stopped["queue"], stopped["queue"]
+
+
+def _study(repo: Path, rates: str) -> str:
+    """`study.run` at the two widths and two seeds, on the tiny archive; what it printed, then each experiment's log."""
+    arguments = ["--num-words", ",".join(map(str, WIDTHS)), "--rates", rates, "--seeds", "2", "--jobs", "2"]
+    arguments += ["-S", "data.source=aclimdb", "-S", "data.url=tiny_aclImdb.tar.gz"]
+    printed = run_in(repo, sys.executable, "-m", "study.run", *arguments)
+    names = [experiment.name for experiment in plan(WIDTHS, parse_rates(rates), seeds=2, first_seed=42)]
+    logs = [repo / ".dvc" / "tmp" / "study" / f"{name}.log" for name in names]
+    return printed + "".join(path.read_text() for path in logs)
 
 
 @pytest.fixture(scope="module")
 def study(repo, stopped) -> tuple[Path, str]:
-    """The repo after `study.run` (1 rate x 2 seeds), run right after the stopped one, and `study.summarize`."""
-    output = run_in(
-        repo,
-        sys.executable,
-        "-m",
-        "study.run",
-        "--rates",
-        str(STUDY_RATE),
-        "--seeds",
-        "2",
-        "--jobs",
-        "2",
-        "-S",
-        "data.source=aclimdb",
-        "-S",
-        "data.url=tiny_aclImdb.tar.gz",
-    )
+    """The repo after `study.run` (2 widths x 1 rate x 2 seeds), run right after the stopped one, and summarized."""
+    output = _study(repo, str(STUDY_RATE))
     run_in(repo, sys.executable, "-m", "study.summarize")
     return repo, output
 
 
-def test_the_study_runs_every_point_as_a_named_experiment(study):
+def test_the_study_runs_each_width_and_seed_as_one_named_experiment_of_its_points(study):
     repo, output = study
-    expected = {point.name for point in grid_points((STUDY_RATE,), seeds=2, first_seed=42)}
-    assert set(run_dvc(repo, "exp", "list", "--name-only").split()) == expected
-    assert output.count("Running stage 'train@") == len(expected)
-    assert stages_run(output) == ALL_STAGES - {"plots"}  # each point targets evaluate@<model>
-    assert output.count("Running stage 'encode'") <= 2  # at most once per worker; after that the run-cache has it
+    experiments = plan(WIDTHS, (STUDY_RATE,), seeds=2, first_seed=42)
+    assert set(run_dvc(repo, "exp", "list", "--name-only").split()) == {experiment.name for experiment in experiments}
+    points = [point for experiment in experiments for point in experiment.points]
+    assert output.count("Running stage 'train@") == len(points) == 12
+    assert stages_run(output) == {"fetch", "encode"} | {
+        f"{stage}@{key}" for stage in ("train", "evaluate") for key in ("basic", "l1_0p1", "l2_0p1")
+    }
+    # Each width is encoded once: its second experiment starts after the first has the encoded data.
+    assert output.count("Running stage 'encode'") == len(WIDTHS)
+    assert output.count("Running stage 'fetch'") == 1
+    assert f"study: {len(points)}/{len(points)} points done, 0 running, 0 failed" in output
 
 
 def test_the_summary_averages_each_points_seeds(study):
@@ -137,22 +147,11 @@ def test_the_summary_averages_each_points_seeds(study):
     assert len(_read_csv(results / "plot.csv")) == 3
 
 
-def test_rerunning_points_restores_them_from_the_run_cache(study):
+def test_adding_a_rate_to_a_finished_study_runs_only_the_new_points(study):
     repo, _ = study
-    output = run_in(
-        repo,
-        sys.executable,
-        "-m",
-        "study.run",
-        "--rates",
-        str(STUDY_RATE),
-        "--seeds",
-        "1",
-        "-S",
-        "data.source=aclimdb",
-        "-S",
-        "data.url=tiny_aclImdb.tar.gz",
-    )
-    assert stages_run(output) == set()
-    assert all(f"Stage 'train@{model}' is cached" in output for model in ("basic", "l1", "l2"))
-    assert len(run_dvc(repo, "exp", "list", "--name-only").split()) == 6
+    output = _study(repo, f"{STUDY_RATE},0.01")
+    assert stages_run(output) == {f"{stage}@{key}" for stage in ("train", "evaluate") for key in ("l1_0p01", "l2_0p01")}
+    # Two new points in each of the four experiments; the six old ones each come from the run-cache.
+    assert output.count("Running stage 'train@") == 4 * 2
+    assert output.count("Stage 'train@basic' is cached") == 4
+    assert len(run_dvc(repo, "exp", "list", "--name-only").split()) == 4

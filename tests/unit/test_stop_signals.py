@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from imdb_regularization.atomic import atomic_directory
-from study.run import end_session, session_processes
 from tests.support.project import PROJECT_ROOT
 
 TIMEOUT_SECONDS = 60
@@ -266,67 +265,3 @@ def test_the_runs_of_a_parallel_runner_killed_outright_end_with_it():
     runner.kill()  # no chance to stop its runs, which are in sessions of their own
     runner.wait(timeout=TIMEOUT_SECONDS)
     assert _has_ended(int(child), 10)
-
-
-def test_a_session_s_processes_are_found_and_what_outlives_the_grace_period_is_killed():
-    # A leader in a session of its own with a child in the same session, as `dvc exp run --run-all`
-    # and the queue workers it starts.
-    leader = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import subprocess, sys; subprocess.run([sys.executable, '-c', 'print(1, flush=True); "
-            "import signal; signal.pause()'])",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        assert leader.stdout.readline() == "1\n"
-        members = session_processes(leader.pid)
-        assert leader.pid in members and len(members) == 2
-        end_session(leader.pid, grace_seconds=0.2)
-        leader.wait(timeout=TIMEOUT_SECONDS)
-        assert all(_has_ended(pid, 10) for pid in members)
-        assert session_processes(leader.pid) == []
-    finally:
-        if leader.poll() is None:
-            os.killpg(leader.pid, signal.SIGKILL)
-
-
-# A command that, inside `stops_deferred` as the study while it queues an experiment, waits for a
-# line on stdin (a read that a stop signal would otherwise interrupt).
-DEFERRING = textwrap.dedent("""
-    import sys
-    from imdb_regularization import cli
-    from study.run import stops_deferred
-
-    def main():
-        with stops_deferred():
-            print("in the block", flush=True)
-            sys.stdin.readline()
-            print("the block finished", flush=True)
-        print("not reached: the stop takes effect as the block ends", flush=True)
-
-    cli.run(main)
-""")
-
-
-def test_a_stop_during_a_deferring_block_takes_effect_when_the_block_ends():
-    process = subprocess.Popen(
-        [sys.executable, "-c", DEFERRING],
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout.readline() == "in the block\n", process.communicate()
-    process.send_signal(signal.SIGTERM)
-    # Sent after the signal: without the deferral the stop would end the read before this arrives.
-    stdout, stderr = process.communicate("go on\n", timeout=TIMEOUT_SECONDS)
-    assert stdout == "the block finished\n"
-    assert process.returncode == 128 + signal.SIGTERM
-    assert "stopped by SIGTERM" in stderr and "Traceback" not in stderr
