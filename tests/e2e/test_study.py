@@ -128,23 +128,30 @@ def test_the_study_runs_each_width_and_seed_as_one_named_experiment_of_its_point
     assert f"study: {len(points)}/{len(points)} points done, 0 running, 0 failed" in output
 
 
-def test_the_summary_averages_each_points_seeds(study):
+def test_the_summary_averages_each_points_seeds_and_chooses_rates_on_validation(study):
     repo, _ = study
     results = repo / "study" / "results"
     points, summary = _read_csv(results / "points.csv"), _read_csv(results / "summary.csv")
-    assert len(points) == 6
-    assert [(row["model"], row["seeds"]) for row in summary] == [("basic", "2"), ("l1", "2"), ("l2", "2")]
+    assert len(points) == 12
+    assert all(point["val_bce"] for point in points)  # every point scored on the shared held-out split
+    assert [(row["width"], row["model"], row["seeds"]) for row in summary] == [
+        (str(width), model, "2") for width in WIDTHS for model in ("basic", "l1", "l2")
+    ]
     for row in summary:
         scores = [
             float(point["test_bce"])
             for point in points
-            if (point["model"], point["rate"]) == (row["model"], row["rate"])
+            if (point["width"], point["model"], point["rate"]) == (row["width"], row["model"], row["rate"])
         ]
         assert float(row["test_bce_mean"]) == pytest.approx(np.mean(scores), abs=1e-4)
         assert float(row["test_bce_std"]) == pytest.approx(np.std(scores, ddof=1), abs=1e-4)
-    assert (results / "study.png").stat().st_size > 10_000
-    assert "Lowest mean test BCE" in (results / "summary.md").read_text()
-    assert len(_read_csv(results / "plot.csv")) == 3
+    assert len(_read_csv(results / "chosen.csv")) == len(_read_csv(results / "widths.csv")) == 3 * len(WIDTHS)
+    assert len(_read_csv(results / "plot.csv")) == 3 * len(WIDTHS)
+    for picture in ("study.png", "widths.png"):
+        assert (results / picture).read_bytes().startswith(b"\x89PNG")
+    markdown = (results / "summary.md").read_text()
+    assert markdown.count("### Verdict") == len(WIDTHS)
+    assert "wins" in markdown or "No clear winner" in markdown
 
 
 def test_adding_a_rate_to_a_finished_study_runs_only_the_new_points(study):
