@@ -2,7 +2,7 @@
 
 Run after `python -m study.run`, from the repository root:
 
-    python -m study.summarize [--out study/results]
+    python -m study.summarize [--out study/results] [--readme README.md]
 
 Reads `dvc exp show --json`: every experiment of the current commit named `study-...` (see
 `study.run`). An experiment holds one point per entry of its `models` that has a metrics file
@@ -27,6 +27,8 @@ Writes to `<out>/`, each file atomically:
 - `study.png` (test BCE, sparsity and words kept against rate, one column per width) and
   `widths.png` (test BCE at the chosen rate, and the chosen rate, against width);
 - `summary.md`: the settings, one table and verdict per width, and the two choices compared.
+With `--readme`, the verdict per width and the charts also replace the text between the README's
+`<!-- study:start -->` and `<!-- study:end -->` markers.
 
 Sparsity is the fraction of hidden-layer weights below `evaluate.zero_threshold` in magnitude,
 averaged over the hidden layers; words kept are the words whose first-layer row norm reaches
@@ -39,6 +41,7 @@ import io
 import json
 import logging
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +53,7 @@ from matplotlib.figure import Figure
 from imdb_regularization import cli
 from imdb_regularization.atomic import atomic_path, write_csv, write_text
 from imdb_regularization.params import FIRST_WORD_INDEX
+from imdb_regularization.readme_blocks import replace_block
 from study.run import BASELINE, EXPERIMENT_PREFIX, StudyError, call_dvc, model_label
 
 log = logging.getLogger("study.summarize")
@@ -73,6 +77,8 @@ POINT_KEYS = ("models", "train.seed", "data.num_words")
 # A paired difference is beyond noise when its mean exceeds this many standard errors and every seed agrees in sign.
 NOISE_STANDARD_ERRORS = 2.0
 SPARSITY_LABEL = "zero fraction of hidden weights"
+# The README block `--readme` rewrites.
+README_BLOCK = "study"
 SELECTION_NAMES = {"val_bce": "validation", "test_bce": "test"}
 
 
@@ -565,6 +571,28 @@ def summary_markdown(points: list[dict], summary: list[dict], chosen: list[dict]
     return "\n".join(lines) + "\n"
 
 
+def readme_block(points: list[dict], chosen: list[dict], settings: dict[str, Any], results: str) -> str:
+    """The README's study results: the verdict per width, the choices compared, the charts.
+
+    Args:
+        results: the summary's directory as the README links it (relative to the README).
+    """
+    widths = sorted({point["width"] for point in points})
+    lines = [
+        f"{len(points)} trainings; settings: {describe_settings(settings)}. Written by "
+        f"`python -m study.summarize --readme README.md`; tables in [{results}/summary.md]({results}/summary.md).",
+    ]
+    for width in widths:
+        lines += ["", f"**{width:,} words**", "", *verdict_lines(width, chosen, points)]
+    lines += ["", selection_lines(chosen)[0], ""]
+    lines += [
+        f"![Test BCE at the chosen rate, and the chosen rate, against width]({results}/widths.png)",
+        "",
+        f"![Test BCE, sparsity and words kept against rate, one column per width]({results}/study.png)",
+    ]
+    return "\n".join(lines)
+
+
 # Charts.
 
 
@@ -699,6 +727,9 @@ def _write_bytes(path: Path, content: bytes) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Chart and tabulate the regularization study's experiments.")
     parser.add_argument("--out", type=Path, default=Path("study/results"), help="output directory (%(default)s)")
+    parser.add_argument(
+        "--readme", type=Path, help=f"also write the verdict between the {README_BLOCK} markers of this README"
+    )
     args = parser.parse_args()
 
     points, unfinished = experiment_points(json.loads(call_dvc("exp", "show", "--json")))
@@ -724,11 +755,19 @@ def main() -> None:
         "widths.png": png_bytes(figure_widths(chosen, title)),
     }
     markdown = summary_markdown(points, summary, chosen, settings)
+    readme = None
+    if args.readme:
+        link = os.path.relpath(args.out, args.readme.parent)
+        readme = replace_block(
+            args.readme.read_text(encoding="utf-8"), README_BLOCK, readme_block(points, chosen, settings, link)
+        )
     for name, rows in tables.items():
         write_csv(args.out / name, rows)
     for name, content in charts.items():
         _write_bytes(args.out / name, content)
     write_text(args.out / "summary.md", markdown)
+    if readme is not None:
+        write_text(args.readme, readme)
     log.info("summarized %d points in %s", len(points), args.out)
 
 

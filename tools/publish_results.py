@@ -23,10 +23,11 @@ from imdb_regularization.evaluation.metrics import read_metrics
 from imdb_regularization.evaluation.report import FIGURES
 from imdb_regularization.params import Params, load_params
 from imdb_regularization.readers.sources import SOURCE_RECORD
+from imdb_regularization.readme_blocks import replace_block
 
 log = logging.getLogger("tools.publish_results")
 
-START, END = "<!-- results:start -->", "<!-- results:end -->"
+README_BLOCK = "results"
 COLUMNS = {
     "test BCE": "test_bce",
     "test accuracy": "test_accuracy",
@@ -74,18 +75,6 @@ def provenance(params: Params, source_record: dict[str, Any]) -> str:
     )
 
 
-def replace_between_markers(text: str, replacement: str) -> str:
-    """`text` with everything between the results markers replaced.
-
-    Raises:
-        PublishError: the markers are missing or out of order.
-    """
-    start, end = text.find(START), text.find(END)
-    if start < 0 or end < start:
-        raise PublishError(f"README.md needs the lines {START} and {END} around its results table")
-    return text[: start + len(START)] + "\n" + replacement + "\n" + text[end:]
-
-
 def _check_up_to_date() -> None:
     result = run_dvc("status", "--json")
     if result.returncode != 0:
@@ -105,8 +94,10 @@ def main() -> None:
     names = list(params.models)
     metrics = read_metrics(Path("metrics"), names)
     record = json.loads((Path("data/raw") / SOURCE_RECORD).read_text(encoding="utf-8"))
-    readme = replace_between_markers(
-        args.readme.read_text(encoding="utf-8"), results_table(metrics, params) + "\n\n" + provenance(params, record)
+    readme = replace_block(
+        args.readme.read_text(encoding="utf-8"),
+        README_BLOCK,
+        results_table(metrics, params) + "\n\n" + provenance(params, record),
     )
     with atomic_directory(args.docs) as docs:
         for name in names:

@@ -2,7 +2,9 @@
 
 import pytest
 
-from tools.publish_results import END, START, PublishError, provenance, replace_between_markers, results_table
+from imdb_regularization.cli import StageError
+from imdb_regularization.readme_blocks import markers, replace_block
+from tools.publish_results import provenance, results_table
 
 
 def _metrics(test_bce: float, zero: float) -> dict:
@@ -28,13 +30,18 @@ def test_the_table_has_a_row_per_model_with_its_rate_and_the_best_test_bce_in_bo
 
 
 def test_only_the_text_between_the_markers_is_replaced():
-    readme = f"intro\n{START}\nold table\n{END}\noutro\n"
-    assert replace_between_markers(readme, "new table") == f"intro\n{START}\nnew table\n{END}\noutro\n"
+    start, end = markers("results")
+    assert (start, end) == ("<!-- results:start -->", "<!-- results:end -->")
+    readme = f"intro\n{start}\nold table\n{end}\noutro\n"
+    assert replace_block(readme, "results", "new table") == f"intro\n{start}\nnew table\n{end}\noutro\n"
+    # Another block's markers are not this one's.
+    with pytest.raises(StageError, match="study:start"):
+        replace_block(readme, "study", "verdict")
 
 
 def test_a_readme_without_the_markers_is_refused_by_naming_them():
-    with pytest.raises(PublishError, match="results:start"):
-        replace_between_markers("no markers here", "table")
+    with pytest.raises(StageError, match="results:start"):
+        replace_block("no markers here", "results", "table")
 
 
 def test_provenance_names_the_data_by_checksum_not_by_path(default_params):

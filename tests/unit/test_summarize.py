@@ -12,6 +12,8 @@ from collections.abc import Callable
 import pytest
 
 import study.summarize
+from imdb_regularization.cli import StageError
+from imdb_regularization.readme_blocks import markers
 from study.run import StudyError
 from study.summarize import (
     PairedDifference,
@@ -422,3 +424,30 @@ def test_main_without_study_experiments_says_to_run_the_study(monkeypatch, tmp_p
     monkeypatch.setattr(sys, "argv", ["study.summarize", "--out", str(tmp_path)])
     with pytest.raises(StudyError, match="run `python -m study.run` first"):
         study.summarize.main()
+
+
+def test_main_with_readme_rewrites_only_the_study_block_with_links_relative_to_the_readme(monkeypatch, tmp_path):
+    show = json.dumps(_study(_l1_wins, widths=(100, 1000)))
+    monkeypatch.setattr(study.summarize, "call_dvc", lambda *arguments: show)
+    readme = tmp_path / "README.md"
+    start, end = markers("study")
+    readme.write_text(f"# Project\n\n{start}\nold verdict\n{end}\n\nthe rest\n", encoding="utf-8")
+    out = tmp_path / "study" / "results"
+    monkeypatch.setattr(sys, "argv", ["study.summarize", "--out", str(out), "--readme", str(readme)])
+    study.summarize.main()
+    text = readme.read_text(encoding="utf-8")
+    assert text.startswith(f"# Project\n\n{start}\n") and text.endswith(f"\n{end}\n\nthe rest\n")
+    assert "old verdict" not in text
+    assert "**100 words**" in text and "**1,000 words**" in text and "**L1 wins**" in text
+    assert "](study/results/widths.png)" in text and "](study/results/summary.md)" in text
+
+
+def test_main_with_a_readme_without_the_markers_writes_nothing(monkeypatch, tmp_path):
+    show = json.dumps(_study(_l1_wins, widths=(100,)))
+    monkeypatch.setattr(study.summarize, "call_dvc", lambda *arguments: show)
+    readme = tmp_path / "README.md"
+    readme.write_text("no markers\n", encoding="utf-8")
+    monkeypatch.setattr(sys, "argv", ["study.summarize", "--out", str(tmp_path / "out"), "--readme", str(readme)])
+    with pytest.raises(StageError, match="study:start"):
+        study.summarize.main()
+    assert not (tmp_path / "out").exists()
