@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from imdb_regularization.cli import NO_SPACE_ERRORS, StageError
+from imdb_regularization.cli import NO_SPACE_ERRORS, STOP_SIGNALS, StageError
 
 _publish_checks: list[Callable[[], None]] = []
 # NumPy's `tofile` (which `np.save` uses for a real file) reports a short write without an errno.
@@ -151,6 +152,34 @@ def atomic_directory(path: Path) -> Iterator[Path]:
         finally:
             if temporary.exists():
                 _remove(temporary)
+
+
+@contextmanager
+def atomic_files(directory: Path) -> Iterator[Path]:
+    """Yield an empty temporary directory whose files all move into `directory` only if the block succeeds.
+
+    For a stage whose outputs are several files in a directory that holds other files too
+    (`plots/`): a failure, a full disk or a stop leaves every old output, a success every new one,
+    never some of each.
+    """
+    staging = _temporary_name(directory)
+    with _reporting_no_space(directory, staging):
+        directory.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(directory)
+        staging.mkdir()
+        try:
+            yield staging
+            _check_before_publishing()
+            # Renames need no space; a stop arriving during them takes effect once all are done.
+            previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+            try:
+                for file in sorted(staging.iterdir()):
+                    os.replace(file, directory / file.name)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+        finally:
+            if staging.exists():
+                _remove(staging)
 
 
 def check_writable(directory: Path) -> None:

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from imdb_regularization import cli
-from imdb_regularization.atomic import write_csv, write_text
+from imdb_regularization.atomic import atomic_files, write_csv, write_text
 from imdb_regularization.evaluation import report, words
 from imdb_regularization.evaluation.metrics import read_metrics
 from imdb_regularization.model import files
@@ -47,22 +47,24 @@ def main() -> None:
 
     curves, histogram = report.curve_rows(histories), report.weight_histogram_rows(weights)
     tests, kept = report.score_rows(metrics), report.words_kept_rows(metrics)
-    write_csv(args.out / "curves.csv", curves)
-    write_csv(args.out / "weights.csv", histogram)
-    write_csv(args.out / "test.csv", tests)
-    write_csv(args.out / "words_kept.csv", kept)
-    write_csv(
-        args.out / "words.csv", [row for name in names for row in words.word_rows(name, analyses[name], vocabulary)]
-    )
     figures = report.figures_to_draw(curves, histogram, tests, kept, params.data.num_words)
-    # Drawing the PNGs is most of this stage's work, and the stage ends every run with the other
-    # cores idle: one process per core draws them.
-    with cli.worker_pool(min(len(figures), os.cpu_count() or 1)) as pool:
-        drawn = [pool.submit(report.save_figure, args.out / f"{name}.png", *figure) for name, figure in figures.items()]
-        for future in drawn:
-            future.result()
     top = {name: words.top_words(analyses[name], vocabulary) for name in names}
-    write_text(args.out / "report.md", report.report_markdown(metrics, top))
+    # All outputs or none: they move into <out>/ together once every one is written.
+    with atomic_files(args.out) as out:
+        write_csv(out / "curves.csv", curves)
+        write_csv(out / "weights.csv", histogram)
+        write_csv(out / "test.csv", tests)
+        write_csv(out / "words_kept.csv", kept)
+        write_csv(
+            out / "words.csv", [row for name in names for row in words.word_rows(name, analyses[name], vocabulary)]
+        )
+        # Drawing the PNGs is most of this stage's work, and the stage ends every run with the other
+        # cores idle: one process per core draws them.
+        with cli.worker_pool(min(len(figures), os.cpu_count() or 1)) as pool:
+            drawn = [pool.submit(report.save_figure, out / f"{name}.png", *figure) for name, figure in figures.items()]
+            for future in drawn:
+                future.result()
+        write_text(out / "report.md", report.report_markdown(metrics, top))
     log.info("wrote %d figures, plot data and report.md to %s", len(figures), args.out)
 
 

@@ -17,7 +17,14 @@ import numpy as np
 import pytest
 
 from imdb_regularization import atomic
-from imdb_regularization.atomic import NoSpaceError, atomic_directory, atomic_path, save_array, write_json
+from imdb_regularization.atomic import (
+    NoSpaceError,
+    atomic_directory,
+    atomic_files,
+    atomic_path,
+    save_array,
+    write_json,
+)
 from tests.support.project import PROJECT_ROOT
 
 
@@ -56,6 +63,36 @@ def test_a_full_disk_inside_an_output_directory_names_the_file_in_the_output_not
             write_json(temporary / "history.json", {"epoch": [1]})
             save_array(temporary / "weights.npy", np.zeros(3))
     assert not output.exists()
+    assert _temporaries(tmp_path) == []
+
+
+def test_a_full_disk_among_files_published_together_keeps_every_old_file_and_names_the_new_one(tmp_path, full_disk):
+    plots = tmp_path / "plots"
+    plots.mkdir()
+    for name in ("curves.csv", "weights.npy", "offline.html"):
+        (plots / name).write_text(f"old {name}")
+    with pytest.raises(NoSpaceError, match=r"^cannot write \S+/plots/weights\.npy: No space left on device;"):
+        with atomic_files(plots) as staging:
+            write_json(staging / "curves.csv", {"written": "first"})
+            save_array(staging / "weights.npy", np.zeros(3))
+    # Not the new curves beside the old weights: every old file, and nothing else.
+    assert {path.name: path.read_text() for path in plots.iterdir()} == {
+        name: f"old {name}" for name in ("curves.csv", "weights.npy", "offline.html")
+    }
+    assert _temporaries(tmp_path) == []
+
+
+def test_files_published_together_replace_theirs_and_leave_the_directory_s_other_files(tmp_path):
+    plots = tmp_path / "plots"
+    plots.mkdir()
+    (plots / "curves.csv").write_text("old")
+    (plots / "offline.html").write_text("a file of the project's, not of the stage")
+    with atomic_files(plots) as staging:
+        write_json(staging / "curves.csv", {"new": 1})
+        write_json(staging / "test.csv", {"new": 2})
+        assert not (plots / "test.csv").exists()  # nothing moves before the block ends
+    assert sorted(path.name for path in plots.iterdir()) == ["curves.csv", "offline.html", "test.csv"]
+    assert (plots / "curves.csv").read_text() == '{\n  "new": 1\n}\n'
     assert _temporaries(tmp_path) == []
 
 
