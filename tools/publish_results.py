@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from imdb_regularization import cli
-from imdb_regularization.atomic import atomic_directory, write_text
+from imdb_regularization.atomic import atomic_files, write_text
 from imdb_regularization.dvc_commands import run_dvc
 from imdb_regularization.evaluation.metrics import read_metrics
 from imdb_regularization.evaluation.report import FIGURES
@@ -99,7 +99,8 @@ def main() -> None:
         README_BLOCK,
         results_table(metrics, params) + "\n\n" + provenance(params, record),
     )
-    with atomic_directory(args.docs) as docs:
+    # Into the directory, beside whatever else it holds: `--docs docs` must not replace the whole of docs/.
+    with atomic_files(args.docs) as docs:
         for name in names:
             shutil.copy2(Path("metrics") / f"{name}.json", docs / f"{name}.json")
         for file_name in [*(f"{figure}.png" for figure in FIGURES), "report.md"]:
