@@ -115,9 +115,10 @@ def repo(tmp_path_factory) -> Path:
     """The project's DVC files, with plot data committed and different plot data in the workspace."""
     repo = copy_pipeline(tmp_path_factory.mktemp("plots_page") / "project")
     # The study's charts draw its committed results, which the copy holds.
-    assert (repo / "study" / "results" / "plot.csv").read_bytes() == (
-        PROJECT_ROOT / "study" / "results" / "plot.csv"
-    ).read_bytes()
+    for name in ("plot.csv", "widths.csv"):
+        assert (repo / "study" / "results" / name).read_bytes() == (
+            PROJECT_ROOT / "study" / "results" / name
+        ).read_bytes()
     _write_plot_data(repo / "plots", seed=0)
     run_in(repo, "git", "add", "-A")
     run_in(repo, "git", "-c", "user.name=test", "-c", "user.email=test@example.org", "commit", "-qm", "plots")
@@ -170,8 +171,8 @@ def _open_in_chromium(chromium: str, page: Path) -> tuple[dict, np.ndarray]:
 
 def _assert_every_chart_drawn(probe: dict, screenshot: np.ndarray) -> None:
     assert probe["errors"] == [] and probe["requests"] == []
-    # The six charts of the pipeline and the two of the regularization study.
-    assert len(probe["charts"]) == len(plot_titles()) == 8
+    # The six charts of the pipeline and the three of the regularization study.
+    assert len(probe["charts"]) == len(plot_titles()) == 9
     for chart in probe["charts"]:
         # Axes and labels alone colour almost nothing (under 0.1% of a chart with no data); data 0.7% or more.
         assert chart["embedded"] and chart["rendered"] == 1 and chart["coloured"] > 0.003, chart
