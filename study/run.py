@@ -36,6 +36,7 @@ import logging
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -69,6 +70,10 @@ POLL_SECONDS = 0.25
 # A point whose stage failed is left out and its experiment run once more; a second failure of
 # the same experiment fails all its points still unfinished.
 ATTEMPTS = 2
+
+
+class StudyStopped(StudyError):
+    """A runner was asked to stop (`StudyRunner.should_stop`): the study's driver was stopped."""
 
 
 def call_dvc(*arguments: str, capture: bool = True) -> str:
@@ -203,21 +208,43 @@ class Progress:
 
 
 class StudyRunner:
-    """Runs the study's experiments, up to `jobs` at once, and follows their points through their logs."""
+    """Runs the study's experiments, up to `jobs` at once, and follows their points through their logs.
 
-    def __init__(self, experiments: list[StudyExperiment], overrides: list[str], jobs: int, log_dir: Path) -> None:
+    The local study runs all its experiments with one runner in the current directory; a cluster
+    worker (`study.cluster`) runs one experiment with one in its own checkout (`directory`), with a
+    `progress` that reports to the study's driver and a `should_stop` that asks the driver.
+    """
+
+    def __init__(
+        self,
+        experiments: list[StudyExperiment],
+        overrides: list[str],
+        jobs: int,
+        log_dir: Path,
+        *,
+        directory: Path | None = None,
+        progress: Progress | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
         # Each experiment to run with its attempt number.
         self.waiting = [(experiment, 1) for experiment in experiments]
         self.overrides = overrides
         self.jobs = jobs
         self.log_dir = log_dir
+        self.directory = directory
+        self.should_stop = should_stop
         self.children = ChildProcesses()
         self.runs: list[Run] = []
-        self.progress = Progress([point for experiment in experiments for point in experiment.points])
+        self.progress = progress or Progress([point for experiment in experiments for point in experiment.points])
         self.failed_logs: dict[Point, Path] = {}
         self.succeeded: list[str] = []
 
     def run(self) -> None:
+        """Run every experiment to its end.
+
+        Raises:
+            StudyStopped: `should_stop` said so; the experiments still running were stopped as by Ctrl-C.
+        """
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
             while self.waiting or self.runs:
@@ -225,6 +252,8 @@ class StudyRunner:
                 time.sleep(POLL_SECONDS)
                 for run in list(self.runs):
                     self._follow(run)
+                if self.should_stop is not None and self.should_stop():
+                    raise StudyStopped("the study was stopped")
         except BaseException:
             self.children.stop()
             for run in self.runs:
@@ -252,6 +281,7 @@ class StudyRunner:
         log_file = log_path.open("w", encoding="utf-8")
         process = self.children.start(
             ending_with_this_process(dvc_command("--wait-for-lock", *run_arguments(experiment, self.overrides))),
+            cwd=self.directory,
             env=dvc_environment(),
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -312,30 +342,56 @@ def _tail(run: Run, lines: int = 15) -> str:
     return "\n".join(run.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
 
 
-def run_study(experiments: list[StudyExperiment], overrides: list[str], jobs: int) -> None:
-    """Run the experiments (replacing earlier ones of the same names) and check each one exists afterwards.
-
-    Raises:
-        StudyError: a point failed, or an experiment that ran is missing from `dvc exp list`.
-    """
+def remove_earlier_experiments(experiments: list[StudyExperiment]) -> None:
+    """Remove the experiments of the current commit that the study is about to run again."""
     names = [experiment.name for experiment in experiments]
     replaced = sorted(set(names) & experiment_names())
     if replaced:
         # Their points come straight back from the run-cache; removing them keeps one experiment per name.
         log.info("replacing %d experiments of an earlier run", len(replaced))
         call_dvc("exp", "remove", *replaced)
-    runner = StudyRunner(experiments, overrides, jobs, LOG_DIR)
-    runner.run()
-    missing = sorted(set(runner.succeeded) - experiment_names())
+
+
+def check_study(experiments: list[StudyExperiment], succeeded: list[str], failed_logs: dict[Point, Path]) -> None:
+    """Check that every experiment that succeeded is listed, and that no point failed.
+
+    Raises:
+        StudyError: a point failed (each is named with its log), or an experiment that ran is
+            missing from `dvc exp list`.
+    """
+    missing = sorted(set(succeeded) - experiment_names())
     if missing:
         raise StudyError(f"experiments {', '.join(missing)} ran but `dvc exp list` does not show them")
-    if runner.failed_logs:
-        failed = sorted(runner.failed_logs.items(), key=lambda item: item[0].name)
+    if failed_logs:
+        failed = sorted(failed_logs.items(), key=lambda item: item[0].name)
         total = sum(len(experiment.points) for experiment in experiments)
         raise StudyError(
             f"{len(failed)} of {total} points failed: "
             + "; ".join(f"{point.name} (log {log_path})" for point, log_path in failed)
         )
+
+
+def run_study(experiments: list[StudyExperiment], overrides: list[str], jobs: int) -> None:
+    """Run the experiments here (replacing earlier ones of the same names) and check each one exists afterwards.
+
+    Raises:
+        StudyError: a point failed, or an experiment that ran is missing from `dvc exp list`.
+    """
+    remove_earlier_experiments(experiments)
+    runner = StudyRunner(experiments, overrides, jobs, LOG_DIR)
+    runner.run()
+    check_study(experiments, runner.succeeded, runner.failed_logs)
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    if args.jobs < 1:
+        raise StudyError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.jobs_per_worker is not None and args.jobs_per_worker < 1:
+        raise StudyError(f"--jobs-per-worker must be at least 1, got {args.jobs_per_worker}")
+    if not args.scheduler and (args.jobs_per_worker is not None or args.remote != "origin"):
+        raise StudyError("--jobs-per-worker and --remote go with --scheduler")
+    if args.scheduler and args.shard != "1/1":
+        raise StudyError("--shard splits a study between machines by hand; with --scheduler the cluster does that")
 
 
 def main() -> None:
@@ -346,7 +402,16 @@ def main() -> None:
     parser.add_argument("--rates", default=DEFAULT_RATES, help="comma-separated rates for L1 and L2 (%(default)s)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per point, from train.seed up (%(default)s)")
     parser.add_argument("--jobs", type=int, default=2, help="experiments run at once (%(default)s)")
-    parser.add_argument("--shard", default="1/1", help="K/N: run only machine K's share of N (%(default)s)")
+    parser.add_argument(
+        "--shard", default="1/1", help="K/N: without --scheduler, run only machine K's share of N (%(default)s)"
+    )
+    parser.add_argument("--scheduler", help="tcp://HOST:PORT: run on this Dask cluster (docs/cluster.md)")
+    parser.add_argument("--remote", default="origin", help="with --scheduler: git remote to clone (%(default)s)")
+    parser.add_argument(
+        "--jobs-per-worker",
+        type=int,
+        help="with --scheduler: experiments a worker runs at once (default: one per two of its cores)",
+    )
     parser.add_argument(
         "-S",
         "--set-param",
@@ -358,16 +423,28 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    if args.jobs < 1:
-        raise StudyError(f"--jobs must be at least 1, got {args.jobs}")
+    _check_flags(args)
     params = load_params()
     widths = parse_widths(args.num_words) if args.num_words else (params.data.num_words,)
     experiments = select_shard(plan(widths, parse_rates(args.rates), args.seeds, params.train.seed), args.shard)
     overrides = absolute_data_url(args.overrides, params.data.url, Path.cwd())
     points = sum(len(experiment.points) for experiment in experiments)
-    log.info("%d points in %d experiments, %d at a time; logs in %s/", points, len(experiments), args.jobs, LOG_DIR)
     started = time.monotonic()
-    run_study(experiments, overrides, args.jobs)
+    if args.scheduler:
+        from study.cluster import run_cluster_study
+
+        log.info("%d points in %d experiments on %s; logs in %s/", points, len(experiments), args.scheduler, LOG_DIR)
+        run_cluster_study(
+            experiments,
+            overrides,
+            params.data.url,
+            scheduler=args.scheduler,
+            git_remote=args.remote,
+            jobs_per_worker=args.jobs_per_worker,
+        )
+    else:
+        log.info("%d points in %d experiments, %d at a time; logs in %s/", points, len(experiments), args.jobs, LOG_DIR)
+        run_study(experiments, overrides, args.jobs)
     log.info("ran %d points in %.0f s; `python -m study.summarize` draws them", points, time.monotonic() - started)
 
 
