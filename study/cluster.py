@@ -443,13 +443,14 @@ class ClusterStudy:
     def _lost(self, worker: str) -> None:
         del self.slots[worker]
         self.held.pop(worker, None)
+        lost = [name for name, placed in self.placed.items() if placed == worker]
+        for name in lost:
+            # Nothing of it was pushed; Dask runs the task again on another worker, from the start.
+            self.placed[name] = None
+            self.progress.forget(self.by_name[name])
         self.progress.show(f"worker {_short(worker)} left")
-        for name, placed in list(self.placed.items()):
-            if placed == worker:
-                # Nothing of it was pushed; Dask runs the task again on another worker, from the start.
-                self.placed[name] = None
-                self.progress.forget(self.by_name[name])
-                self.progress.show(f"{name} was running on {_short(worker)}: it runs again on another worker")
+        for name in lost:
+            self.progress.show(f"{name} was running on {_short(worker)}: it runs again on another worker")
 
     def _running_on(self, worker: str) -> list[StudyExperiment]:
         return [self.by_name[name] for name, placed in self.placed.items() if placed == worker]

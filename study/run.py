@@ -23,7 +23,9 @@ points and their logs. Progress (points done of all, running, failed, time left)
 updating line on a terminal and a line per finished point otherwise.
 
 `-S key=value` (repeatable) goes to every experiment, e.g. `-S data.source=aclimdb -S
-data.url=aclImdb_v1.tar.gz`. `--shard K/N` runs every N-th experiment from the K-th, to
+data.url=aclImdb_v1.tar.gz`. `--scheduler tcp://HOST:PORT` runs the experiments as tasks on a
+Dask cluster instead (`study.cluster`, docs/cluster.md; `--remote`, `--jobs-per-worker`).
+`--shard K/N`, the fallback without a cluster, runs every N-th experiment from the K-th, to
 spread one study over N machines by hand.
 
 Ctrl-C (SIGINT) or SIGTERM stops the study: each running experiment gets SIGINT, as Ctrl-C
