@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.data import make_reviews, write_aclimdb_archive
 from tools.bench import run as run_module
-from tools.bench.run import Benchmark, Measured, measure
+from tools.bench.run import Benchmark, Measured, StudyGrid, measure
 from tools.project import copy_project
 
 TINY_MODELS = {"basic": {"regularizer": "none", "rate": 0.0}, "l1": {"regularizer": "l1", "rate": 0.001}}
@@ -102,3 +102,12 @@ def test_a_scale_row_measures_notebook_parallel_run_train_and_floor(archive, tmp
     assert floor["num_words"] == 300 and 0 < floor["floor_seconds"] <= floor["start_up_seconds"] + 1
     assert floor["products_seconds"] > 0 and floor["kernel_update_seconds"] > 0
     assert not (tmp_path / "scale-300").exists()  # each width's copy goes once measured
+
+
+def test_the_study_row_counts_every_new_point_of_a_tiny_study(archive, tmp_path):
+    """`study.run` on one seed of three points: its stages reach the hook through `dvc exp run --temp`."""
+    bench = Benchmark(archive, tmp_path, {key: value for key, value in TINY_PARAMS.items() if key != "data.url"})
+    row = bench.study(StudyGrid(rates="1e-3", seeds=1, jobs=1))
+    assert row["revision"] is None and row["num_words"] == 100 and row["points"] == 3
+    assert row["train_runs"] == row["evaluate_runs"] == 3
+    assert 0 < row["train_seconds"] + row["evaluate_seconds"] < row["seconds"]

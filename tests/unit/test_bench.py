@@ -4,6 +4,7 @@ The benchmark itself (`python -m tools.bench.run`) takes minutes and is not part
 end-to-end pieces, on a copy of the project, are in tests/e2e/test_bench.py.
 """
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,8 @@ from tests.support.project import PROJECT_ROOT
 from tools.bench.chart import draw_scale_chart
 from tools.bench.encoding import compare_encoders
 from tools.bench.notebook import as_lists, read_ranked, sequences_shaping
-from tools.bench.report import markdown, summarize
-from tools.bench.run import BenchError, keep_log, measure
+from tools.bench.report import markdown, study_overhead, summarize
+from tools.bench.run import BenchError, StudyGrid, keep_log, measure, study_result, use_study_revision
 
 
 @pytest.fixture(scope="module")
@@ -225,3 +226,64 @@ def test_the_scale_table_says_where_the_notebook_ran_out_of_memory(tmp_path):
     assert "| 100,000 | not run | – | 30.0 | – | 8,100 / 16,200 | 3 | sparse |" in table
     draw_scale_chart(SCALE, tmp_path / "scale.png")
     assert (tmp_path / "scale.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _stage_records(model_keys: list[str], experiments: int, train_seconds: float) -> list[dict]:
+    """What the stage hook writes for a study: every point's train and evaluate, and DVC's own processes."""
+    records = [{"name": "study", "seconds": 90.0, "peak_rss_mb": 80.0, "tensorflow": False}]
+    for _ in range(experiments):
+        for key in model_keys:
+            records.append({"name": f"train@{key}", "seconds": train_seconds, "peak_rss_mb": 600.0, "tensorflow": True})
+            records.append({"name": f"evaluate@{key}", "seconds": 0.5, "peak_rss_mb": 40.0, "tensorflow": False})
+    return records
+
+
+def test_the_study_row_sums_its_points_stages_across_experiments_of_the_same_stage_names():
+    # Four seeds of five points: each seed's experiment has stages of the same names, all counted.
+    grid = StudyGrid(rates="1e-4,1e-3", seeds=4, jobs=2)
+    records = _stage_records(["basic", "l1_0p0001", "l1_0p001", "l2_0p0001", "l2_0p001"], 4, train_seconds=5.5)
+    row = study_result(66.0, records, grid, num_words=100)
+    assert grid.points == 20
+    assert row["train_runs"] == row["evaluate_runs"] == 20
+    assert row["train_seconds"] == 110.0 and row["evaluate_seconds"] == 10.0
+    assert study_overhead(row) == {"stage_seconds": 120.0, "per_job_seconds": 60.0, "ratio": 1.1}
+
+
+def _study_rows() -> list[dict]:
+    grid = StudyGrid(rates="1e-3", seeds=4, jobs=2)
+    after = study_result(66.0, _stage_records(["basic", "l1_0p001", "l2_0p001"], 4, 4.5), grid, 100)
+    before = study_result(150.0, _stage_records(["basic", "l1", "l2"], 4, 4.5), grid, 100)
+    return [{"revision": None, **after}, {"revision": "a68afe2", **before}]
+
+
+def test_the_study_target_is_the_current_studys_and_is_reported_with_the_earlier_one():
+    results = {**_results(notebook_seconds=70.0), "study": _study_rows()}
+    targets = {target["target"]: target for target in summarize(results)["targets"]}
+    target = targets["study of 12 new points: wall ≤ 1.5 × (Σ train + evaluate ÷ 2 jobs)"]
+    # 12 × (4.5 + 0.5) = 60 s of stages, 30 s a job: 66 s is 2.2 times that.
+    assert target["measured"] == "2.20 ×, 12 of 12 points trained" and target["met"] is False
+    table = markdown(summarize(results), results)
+    assert "`python -m study.run --rates 1e-3 --seeds 4 --jobs 2` at num_words=100" in table
+    assert "| current `study/` | 12 | 12 / 12 | 66.0 | 60.0 | 30.0 | 2.20 | ≤ 1.5 |" in table
+    assert "| `study/` of a68afe2 | 12 | 12 / 12 | 150.0 | 60.0 | 30.0 | 5.00 | ≤ 1.5 |" in table
+    assert "An earlier `study/` runs the same grid its own way" in table
+
+
+def test_a_study_whose_points_came_from_the_run_cache_misses_its_target():
+    row = {**_study_rows()[0], "seconds": 30.0, "train_runs": 6}
+    (target,) = [
+        target for target in summarize({**_results(70.0), "study": [row]})["targets"] if "study" in target["target"]
+    ]
+    assert target["measured"] == "1.00 ×, 6 of 12 points trained" and target["met"] is False
+
+
+def test_the_study_of_a_revision_replaces_the_copys_study_and_an_unknown_one_is_one_line(tmp_path):
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study" / "stale.py").write_text("")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    use_study_revision(tmp_path, "HEAD")
+    assert not (tmp_path / "study" / "stale.py").exists()
+    head_run = subprocess.run(["git", "show", "HEAD:study/run.py"], cwd=PROJECT_ROOT, capture_output=True, check=True)
+    assert (tmp_path / "study" / "run.py").read_bytes() == head_run.stdout
+    with pytest.raises(BenchError, match=r"^no study/ at git revision 'no-such-revision': fatal: "):
+        use_study_revision(tmp_path, "no-such-revision")

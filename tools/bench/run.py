@@ -15,12 +15,17 @@ On an aclImdb archive, in fresh copies of the project (empty DVC cache and works
   (stopped above a memory ceiling: "out of memory"), a cold `python -m tools.parallel` (wall time,
   the peak of all its processes' memory together, each stage), and one train stage on its own;
   at FLOOR_WIDTH also where a train stage's time goes, against its floor (`tools.bench.floor`).
-  It draws the log-log chart `docs/scale.png`.
+  It draws the log-log chart `docs/scale.png`;
+- study: `python -m study.run` on a small grid (`StudyGrid`: one width, rates, seeds, jobs) in a fresh
+  copy whose `fetch` and `encode` have run, so every point is new: the study's wall time against the
+  sum of its points' own train and evaluate stage times ÷ jobs; with `--study-before REV`, the same
+  grid again with the `study/` of git revision REV, in a copy of its own.
 Absolute seconds depend on the machine and its load; the ratios, all from the same run, are the
 result. Writes `<out>/bench.json`, `<out>/bench.md` and the `docs/speed.md` page, and prints the table.
 """
 
 import argparse
+import io
 import json
 import os
 import re
@@ -28,6 +33,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
@@ -54,6 +60,12 @@ FLOOR_WIDTH = 10_000
 # when the scale phase starts, if less): wide float64 arrays would exhaust the machine.
 NOTEBOOK_CEILING_MB = 14_000
 SCALE_CHART = PROJECT_ROOT / "docs" / "scale.png"
+# The study's grid (issue 14): at least 12 new points, balanced across 2 jobs. Each seed is one
+# experiment of the current study holding the basic model and L1 and L2 at each rate: 4 × 5 points.
+STUDY_RATES = "1e-4,1e-3"
+STUDY_SEEDS = 4
+STUDY_JOBS = 2
+STUDY_STAGES = ("train", "evaluate")
 NOOP_REPEATS = 5
 SPEED_PAGE_HEADING = """# Speed: the pipeline against the notebook's recipe
 
@@ -102,11 +114,75 @@ class Measured:
     out_of_memory: bool = False
 
 
-def process_records(log_path: Path) -> dict[str, dict[str, Any]]:
-    """What each named process recorded about itself (see `tools/bench/stage_hook`), by name; the last one wins."""
+def read_records(log_path: Path) -> list[dict[str, Any]]:
+    """Every record the processes of a command wrote about themselves (see `tools/bench/stage_hook`), in order."""
     if not log_path.exists():
-        return {}
-    return {record.pop("name"): record for record in map(json.loads, log_path.read_text().splitlines())}
+        return []
+    return [json.loads(line) for line in log_path.read_text().splitlines()]
+
+
+def process_records(log_path: Path) -> dict[str, dict[str, Any]]:
+    """What each named process recorded about itself, by name; the last one wins."""
+    return {record.pop("name"): record for record in read_records(log_path)}
+
+
+@dataclass(frozen=True)
+class StudyGrid:
+    """The benchmark's study: `study.run`'s --rates, --seeds and --jobs; `num_words` None keeps params.yaml's."""
+
+    rates: str = STUDY_RATES
+    seeds: int = STUDY_SEEDS
+    jobs: int = STUDY_JOBS
+    num_words: int | None = None
+
+    @property
+    def points(self) -> int:
+        """The basic model and L1 and L2 at each rate, for each seed (at one width)."""
+        return self.seeds * (1 + 2 * len(self.rates.split(",")))
+
+    def arguments(self, archive: Path) -> list[str]:
+        """`study.run`'s arguments; both the current study and the one before issue 14 take these."""
+        grid = ["--rates", self.rates, "--seeds", str(self.seeds), "--jobs", str(self.jobs)]
+        return [*grid, "-S", "data.source=aclimdb", "-S", f"data.url={archive}"]
+
+
+def study_result(seconds: float, records: list[dict[str, Any]], grid: StudyGrid, num_words: int) -> dict[str, Any]:
+    """A study run's row: its wall time, and how many of its points' stages ran and for how long.
+
+    Args:
+        seconds: the study's wall time.
+        records: every record its processes wrote (`read_records`); those of `train@…` and
+            `evaluate@…` stages are its points' own work, whatever experiment ran them.
+        grid: the grid it ran.
+        num_words: the width its points had.
+    """
+    result: dict[str, Any] = {"num_words": num_words, "rates": grid.rates, "seeds": grid.seeds, "jobs": grid.jobs}
+    result |= {"points": grid.points, "seconds": seconds}
+    for stage in STUDY_STAGES:
+        ran = [record["seconds"] for record in records if record["name"].partition("@")[0] == stage]
+        result[f"{stage}_runs"], result[f"{stage}_seconds"] = len(ran), round(sum(ran), 3)
+    return result
+
+
+def use_study_revision(repo: Path, revision: str) -> None:
+    """Replace `repo`'s study/ with the study/ of `revision` in this project's git history, and commit it.
+
+    Raises:
+        BenchError: the revision, or its study/, is not in this project's history.
+    """
+    archived = subprocess.run(["git", "archive", revision, "study"], cwd=PROJECT_ROOT, capture_output=True)
+    if archived.returncode != 0:
+        reason = cli.one_line(archived.stderr.decode(errors="replace"))
+        raise BenchError(f"no study/ at git revision {revision!r}: {reason}")
+    shutil.rmtree(repo / "study")
+    with tarfile.open(fileobj=io.BytesIO(archived.stdout)) as archive:
+        archive.extractall(repo, filter="data")
+    identity = ["-c", "user.name=imdb-regularization", "-c", "user.email=imdb-regularization@example.org"]
+    for command in (
+        ["add", "-A", "study"],
+        [*identity, "commit", "-q", "--allow-empty", "-m", f"study/ of {revision}"],
+    ):
+        subprocess.run(["git", *command], cwd=repo, check=True, capture_output=True)
 
 
 def measure(
@@ -283,6 +359,23 @@ class Benchmark:
                 ceiling = None
         return rows
 
+    def study(self, grid: StudyGrid, revision: str | None = None) -> dict[str, Any]:
+        """`python -m study.run` on `grid` in a fresh copy, with the study/ of git `revision` if given.
+
+        The copy's `fetch` and `encode` run first, unmeasured: the data are what a study starts
+        from, while none of its points is in the run-cache, so every one of them trains.
+        """
+        name = "study" if revision is None else f"study-{revision}"
+        params = self.params if grid.num_words is None else {**self.params, "data.num_words": grid.num_words}
+        repo = copy_project(self.work / name, params)
+        if revision is not None:
+            use_study_revision(repo, revision)
+        self.measure(f"{name}-prepare", ["python", "-m", "dvc", "repro", "encode"], repo)
+        run = self.measure(name, ["python", "-m", "study.run", *grid.arguments(self.archive)], repo)
+        num_words = yaml.safe_load((repo / "params.yaml").read_text())["data"]["num_words"]
+        result = study_result(run.seconds, read_records(self.work / "logs" / f"{name}.jsonl"), grid, num_words)
+        return {"revision": revision, **result}
+
     def training(self, repo: Path, model: str) -> list[dict[str, Any]]:
         out = self.work / "training.json"
         self.measure(
@@ -317,8 +410,14 @@ def run_benchmark(
     model: str,
     params: dict[str, Any],
     scale_widths: tuple[int, ...] = SCALE_WIDTHS,
+    study: StudyGrid | None = StudyGrid(),
+    study_before: str | None = None,
 ) -> dict[str, Any]:
-    """Every phase, in an order where none disturbs the next; returns the raw results."""
+    """Every phase, in an order where none disturbs the next; returns the raw results.
+
+    `study` None skips the study phase; `study_before`, a git revision, adds the same grid run by
+    that revision's study/.
+    """
     bench = Benchmark(archive, work, params)
     sequential, parallel = bench.copy("sequential"), bench.copy("parallel")
     load_before = os.getloadavg()
@@ -337,6 +436,10 @@ def run_benchmark(
     results["one_change"] = bench.one_change(sequential, model)
     results["encode"] = bench.encode_widths(sequential)
     results["training"] = bench.training(sequential, model)
+    if study is not None:
+        results["study"] = [bench.study(study)]
+        if study_before is not None:
+            results["study"].append(bench.study(study, study_before))
     if scale_widths:
         results["scale"] = bench.scale(model, scale_widths)
     results["load_average"] = {"before": load_before, "after": os.getloadavg()}
@@ -391,6 +494,18 @@ def main() -> None:
         help="the scale table's num_words (default: %(default)s; none: skip the scale phase)",
     )
     parser.add_argument("--chart", type=Path, default=SCALE_CHART, help="the scale phase's chart (%(default)s)")
+    parser.add_argument("--study-rates", default=STUDY_RATES, help="the study's --rates (%(default)s)")
+    parser.add_argument(
+        "--study-seeds", type=int, default=STUDY_SEEDS, help="the study's --seeds (%(default)s; 0: skip the study)"
+    )
+    parser.add_argument("--study-jobs", type=int, default=STUDY_JOBS, help="the study's --jobs (%(default)s)")
+    parser.add_argument("--study-num-words", type=int, default=None, help="the study's width (default: params')")
+    parser.add_argument(
+        "--study-before",
+        metavar="REVISION",
+        default=None,
+        help="also run the grid with the study/ of this git revision, e.g. a68afe2 (the queue-based study)",
+    )
     args = parser.parse_args()
 
     from tools.bench.report import markdown, summarize
@@ -406,6 +521,10 @@ def main() -> None:
                 model=args.model,
                 params=dict(args.set),
                 scale_widths=tuple(args.scale_widths),
+                study=StudyGrid(args.study_rates, args.study_seeds, args.study_jobs, args.study_num_words)
+                if args.study_seeds
+                else None,
+                study_before=args.study_before,
             )
         except BenchError as error:
             if args.work is None:
