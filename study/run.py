@@ -427,7 +427,7 @@ def main() -> None:
 
     _check_flags(args)
     params = load_params()
-    widths = parse_widths(args.num_words) if args.num_words else (params.data.num_words,)
+    widths = parse_widths(args.num_words) if args.num_words is not None else (params.data.num_words,)
     experiments = select_shard(plan(widths, parse_rates(args.rates), args.seeds, params.train.seed), args.shard)
     overrides = absolute_data_url(args.overrides, params.data.url, Path.cwd())
     points = sum(len(experiment.points) for experiment in experiments)
