@@ -14,7 +14,8 @@ would (`.dvc/tmp/study/`), pulls the experiments back (`dvc exp pull --run-cache
 
 Before any task is submitted, the driver checks what every worker needs: the commit is on the
 git remote and the workspace has no uncommitted changes to the pipeline's files (params.yaml,
-dvc.yaml, Python; workers see only the commit), and a `data.url` or DVC remote that is a local path is readable on every worker.
+dvc.yaml, Python; workers see only the commit), and a `data.url` or DVC remote that is a local
+path is readable on every worker.
 
 Faults: a worker that dies mid-experiment has pushed nothing for it; Dask runs the task again on
 another worker (up to `distributed.scheduler.allowed-failures` times), which replaces whatever
