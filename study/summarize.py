@@ -173,6 +173,18 @@ def experiment_points(show: list[dict]) -> tuple[list[dict], list[str]]:
     return sorted(points, key=_point_order), unfinished
 
 
+def committed_only(show: list[dict], committed: set[str]) -> list[dict]:
+    """`dvc exp show` output without the experiments that have no git ref (not in `dvc exp list`).
+
+    A study run stopped mid-experiment can leave its temporary workspace behind, which `dvc exp
+    show` lists as a running experiment with whatever metrics it had written: not a result.
+    """
+    return [
+        {**baseline, "experiments": [e for e in baseline.get("experiments") or [] if e.get("name") in committed]}
+        for baseline in show
+    ]
+
+
 def check_distinct(points: list[dict]) -> None:
     """Refuse two points of the same width, model, rate and seed: one would count twice in the means.
 
@@ -732,7 +744,8 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    points, unfinished = experiment_points(json.loads(call_dvc("exp", "show", "--json")))
+    show = json.loads(call_dvc("exp", "show", "--json"))
+    points, unfinished = experiment_points(committed_only(show, set(call_dvc("exp", "list", "--name-only").split())))
     if unfinished:
         log.warning("left out %d study experiments without metrics: %s", len(unfinished), ", ".join(unfinished))
     if not points:

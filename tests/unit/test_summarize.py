@@ -20,6 +20,7 @@ from study.summarize import (
     aggregate,
     check_distinct,
     choose_rates,
+    committed_only,
     common_settings,
     experiment_points,
     figure_study,
@@ -386,7 +387,7 @@ def test_charts_have_a_column_per_width_on_log_axes():
 
 def test_main_writes_every_output(monkeypatch, tmp_path):
     show = json.dumps(_study(_l1_wins, widths=(100, 1000)))
-    monkeypatch.setattr(study.summarize, "call_dvc", lambda *arguments: show)
+    monkeypatch.setattr(study.summarize, "call_dvc", _dvc_answering(show))
     monkeypatch.setattr(sys, "argv", ["study.summarize", "--out", str(tmp_path / "results")])
     study.summarize.main()
     results = tmp_path / "results"
@@ -420,7 +421,7 @@ def test_main_writes_every_output(monkeypatch, tmp_path):
 
 
 def test_main_without_study_experiments_says_to_run_the_study(monkeypatch, tmp_path):
-    monkeypatch.setattr(study.summarize, "call_dvc", lambda *arguments: json.dumps(_show()))
+    monkeypatch.setattr(study.summarize, "call_dvc", _dvc_answering(json.dumps(_show())))
     monkeypatch.setattr(sys, "argv", ["study.summarize", "--out", str(tmp_path)])
     with pytest.raises(StudyError, match="run `python -m study.run` first"):
         study.summarize.main()
@@ -428,7 +429,7 @@ def test_main_without_study_experiments_says_to_run_the_study(monkeypatch, tmp_p
 
 def test_main_with_readme_rewrites_only_the_study_block_with_links_relative_to_the_readme(monkeypatch, tmp_path):
     show = json.dumps(_study(_l1_wins, widths=(100, 1000)))
-    monkeypatch.setattr(study.summarize, "call_dvc", lambda *arguments: show)
+    monkeypatch.setattr(study.summarize, "call_dvc", _dvc_answering(show))
     readme = tmp_path / "README.md"
     start, end = markers("study")
     readme.write_text(f"# Project\n\n{start}\nold verdict\n{end}\n\nthe rest\n", encoding="utf-8")
@@ -444,10 +445,25 @@ def test_main_with_readme_rewrites_only_the_study_block_with_links_relative_to_t
 
 def test_main_with_a_readme_without_the_markers_writes_nothing(monkeypatch, tmp_path):
     show = json.dumps(_study(_l1_wins, widths=(100,)))
-    monkeypatch.setattr(study.summarize, "call_dvc", lambda *arguments: show)
+    monkeypatch.setattr(study.summarize, "call_dvc", _dvc_answering(show))
     readme = tmp_path / "README.md"
     readme.write_text("no markers\n", encoding="utf-8")
     monkeypatch.setattr(sys, "argv", ["study.summarize", "--out", str(tmp_path / "out"), "--readme", str(readme)])
     with pytest.raises(StageError, match="study:start"):
         study.summarize.main()
     assert not (tmp_path / "out").exists()
+
+
+def _dvc_answering(show: str) -> Callable[..., str]:
+    """A stand-in for `call_dvc`: `show` for `dvc exp show`, and for `dvc exp list` every experiment in it."""
+    names = [experiment["name"] for baseline in json.loads(show) for experiment in baseline.get("experiments") or []]
+    return lambda *arguments: show if "show" in arguments else "\n".join(names)
+
+
+def test_experiments_without_a_git_ref_are_left_out():
+    show = _study(_l1_wins, widths=(100,))
+    names = [experiment["name"] for experiment in show[1]["experiments"]]
+    kept = committed_only(show, set(names[1:]))
+    assert [experiment["name"] for experiment in kept[1]["experiments"]] == names[1:]
+    points, _ = experiment_points(kept)
+    assert {point["experiment"] for point in points} == set(names[1:])
