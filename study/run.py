@@ -48,20 +48,15 @@ from imdb_regularization.child_processes import ChildProcesses, ending_with_this
 from imdb_regularization.dvc_commands import dvc_command, dvc_environment, run_dvc
 from imdb_regularization.params import load_params, local_path
 from study.grid import (
-    BASELINE,
-    EXPERIMENT_PREFIX,
     Point,
     StudyError,
     StudyExperiment,
-    model_label,
     parse_rates,
     parse_widths,
     plan,
     run_arguments,
     select_shard,
 )
-
-__all__ = ["BASELINE", "EXPERIMENT_PREFIX", "StudyError", "call_dvc", "model_label"]
 
 log = logging.getLogger("study.run")
 

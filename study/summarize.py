@@ -54,7 +54,8 @@ from imdb_regularization import cli
 from imdb_regularization.atomic import atomic_path, write_csv, write_text
 from imdb_regularization.params import FIRST_WORD_INDEX
 from imdb_regularization.readme_blocks import replace_block
-from study.run import BASELINE, EXPERIMENT_PREFIX, StudyError, call_dvc, model_label
+from study.grid import BASELINE, EXPERIMENT_PREFIX, StudyError, model_label
+from study.run import call_dvc
 
 log = logging.getLogger("study.summarize")
 

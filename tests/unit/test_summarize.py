@@ -14,7 +14,7 @@ import pytest
 import study.summarize
 from imdb_regularization.cli import StageError
 from imdb_regularization.readme_blocks import markers
-from study.run import StudyError
+from study.grid import StudyError
 from study.summarize import (
     PairedDifference,
     aggregate,
