@@ -54,9 +54,15 @@ def _ignore_repeated_stop(_signal_number: int, _frame: FrameType | None) -> None
     """A second stop signal while the first one unwinds: ignored, so the clean-up in `finally` blocks completes."""
 
 
+# The stop signal `_raise_interrupted` turned into `Interrupted`, if one did.
+_stopped_by: int | None = None
+
+
 def _raise_interrupted(signal_number: int, _frame: FrameType | None) -> None:
+    global _stopped_by
     for stop_signal in STOP_SIGNALS:
         signal.signal(stop_signal, _ignore_repeated_stop)
+    _stopped_by = signal_number
     raise Interrupted(signal_number)
 
 
@@ -286,20 +292,27 @@ def run(main: Callable[[], None]) -> NoReturn:
             # The command is ending either way: a stop arriving now must not interrupt the report below.
             for signal_number in STOP_SIGNALS:
                 signal.signal(signal_number, _ignore_repeated_stop)
-    except StageError as error:
-        log.error("%s", error)
-        exit_without_teardown(1)
     except (Interrupted, KeyboardInterrupt) as interruption:
-        number = interruption.signal_number if isinstance(interruption, Interrupted) else signal.SIGINT
-        log.error("stopped by %s; outputs not yet complete were deleted", signal.Signals(number).name)
-        exit_without_teardown(128 + number)
+        _exit_stopped(log, interruption.signal_number if isinstance(interruption, Interrupted) else signal.SIGINT)
+    except Exception as error:
+        if _stopped_by is not None:
+            # `Interrupted` raised while native code (TensorFlow's pybind11) was handling an error of its
+            # own comes out as another error: the stop is still what ended the command.
+            _exit_stopped(log, _stopped_by)
+        if isinstance(error, StageError):
+            log.error("%s", error)
+        else:  # the last resort: one line instead of a traceback
+            log.error("%s", unexpected_error_message(error, command))
+        exit_without_teardown(1)
     except SystemExit as exit_request:
         # argparse's usage errors and `--help` have printed their message; `sys.exit(text)` prints its text.
         if exit_request.code is None or isinstance(exit_request.code, int):
             exit_without_teardown(exit_request.code or 0)
         log.error("%s", exit_request.code)
         exit_without_teardown(1)
-    except Exception as error:  # the last resort: one line instead of a traceback
-        log.error("%s", unexpected_error_message(error, command))
-        exit_without_teardown(1)
     exit_without_teardown(0)
+
+
+def _exit_stopped(log: logging.Logger, signal_number: int) -> NoReturn:
+    log.error("stopped by %s; outputs not yet complete were deleted", signal.Signals(signal_number).name)
+    exit_without_teardown(128 + signal_number)

@@ -7,6 +7,7 @@ DVC runs the stages; `main` does what the test names.
 import errno
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -44,6 +45,13 @@ FAKE_STAGE = textwrap.dedent("""
             b"\\xff\\xfeparams".decode("utf-8")
         if outcome == "exit-text":
             sys.exit("the reason, said by sys.exit")
+        if outcome == "stop-inside-native-code":
+            # What TensorFlow's pybind11 does when a stop arrives while it raises an error of its own.
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                signal.pause()  # not reached: the handler raises as soon as os.kill returns
+            except BaseException as error:
+                raise RuntimeError("MISMATCH of original and normalized active exception types") from error
         if outcome == "killed-worker":
             with cli.worker_pool(1) as pool:
                 pool.submit(_kill_own_worker).result()
@@ -138,6 +146,12 @@ def test_every_other_ending_is_one_line_and_exit_code_1(stage_dir, outcome, expe
     assert result.returncode == 1
     assert result.stdout == "main ran\n"
     assert re.match(expected, _one_line(result)), _one_line(result)
+
+
+def test_a_stop_that_native_code_turned_into_another_error_is_still_a_stop(stage_dir):
+    result = _run_stage(stage_dir, "stop-inside-native-code")
+    assert result.returncode == 128 + signal.SIGINT
+    assert _one_line(result) == "fake_stage: stopped by SIGINT; outputs not yet complete were deleted"
 
 
 def test_a_usage_error_keeps_argparse_s_message_and_exit_code(tmp_path):
