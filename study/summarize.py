@@ -266,9 +266,30 @@ def aggregate(points: list[dict]) -> list[dict]:
     return rows
 
 
+def grid_gaps(summary: list[dict]) -> list[str]:
+    """What the summarized grid lacks: a rate that one width has and another not, a row with fewer seeds."""
+
+    def what(model: str, rate: float) -> str:
+        return _name(model) + (f" at rate {rate:g}" if rate else "")
+
+    most_seeds = max(row["seeds"] for row in summary)
+    gaps = [
+        f"{what(row['model'], row['rate'])}, {row['width']:,} words, has {row['seeds']} of {most_seeds} seeds"
+        for row in summary
+        if row["seeds"] < most_seeds
+    ]
+    rates = {(row["model"], row["rate"]) for row in summary}
+    for width in sorted({row["width"] for row in summary}):
+        present = {(row["model"], row["rate"]) for row in summary if row["width"] == width}
+        gaps += [f"{what(model, rate)} is missing at {width:,} words" for model, rate in sorted(rates - present)]
+    return gaps
+
+
 def _lowest(rows: list[dict], metric: str) -> dict:
+    """The row of lowest mean `metric`: never one without a finite mean (a diverged seed), unless all are so."""
+    scored = [row for row in rows if row[f"{metric}_mean"] is not None and math.isfinite(row[f"{metric}_mean"])]
     # `min` keeps the first of equal rows: on a tie, the lowest rate.
-    return min(rows, key=lambda row: row[f"{metric}_mean"])
+    return min(scored or rows[:1], key=lambda row: row[f"{metric}_mean"] if scored else 0)
 
 
 def choose_rates(summary: list[dict], metric: str) -> list[dict]:
@@ -754,6 +775,8 @@ def main() -> None:
     check_distinct(points)
     settings = common_settings(points)
     summary = aggregate(points)
+    for gap in grid_gaps(summary):
+        log.warning("incomplete grid: %s; its means compare unequal sets of seeds", gap)
     chosen = choose_rates(summary, selection_metric(points, settings))
     title = f"Regularization study: epochs {settings['train.epochs']}, data {settings['data.source']}"
     # Everything is computed before the first write, so a failure leaves the old results whole.

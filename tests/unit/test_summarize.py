@@ -6,6 +6,7 @@ The real `python -m study.run` and `study.summarize`, on a tiny archive, are in 
 
 import csv
 import json
+import math
 import sys
 from collections.abc import Callable
 
@@ -25,6 +26,7 @@ from study.summarize import (
     experiment_points,
     figure_study,
     figure_widths,
+    grid_gaps,
     paired_difference,
     plot_rows,
     selection_metric,
@@ -258,6 +260,36 @@ def test_the_rate_chosen_on_validation_is_reported_beside_the_one_a_test_choice_
     assert "A choice on the test set would pick another rate in 1 of 2 cases." in markdown
     assert "| 100 | l1 | 0.001 | 0.5700 ± 0.0000 | 0.01 (differs) | 0.5500 ± 0.0000 | 0.0200 |" in markdown
     assert "| l1 | 0.001 | validation | 3 |" in markdown and "| l1 | 0.01 | test | 3 |" in markdown
+
+
+def test_a_rate_with_a_diverged_seed_is_never_chosen():
+    def diverged_at_the_lowest_rate(width: int, regularizer: str, rate: float, seed: int) -> tuple[float, float]:
+        if regularizer == "l1" and rate == 0.001 and seed == 2:
+            return math.nan, math.nan
+        return (0.55, 0.5) if rate == 0.001 else (0.6, 0.6)
+
+    _, _, chosen = _analysed(_study(diverged_at_the_lowest_rate))
+    assert _chosen(chosen, 100, "l1")["rate"] == 0.01
+    assert _chosen(chosen, 100, "l2")["rate"] == 0.001
+
+
+def test_grid_gaps_name_missing_rates_and_seeds():
+    show = _study(_l1_wins, widths=(100, 1000))
+    for entry in show[1]["experiments"]:
+        if entry["name"] == "study-w1000-s3":
+            models = entry["revs"][0]["data"]["params"]["params.yaml"]["data"]["models"]
+            del models["l2_0p01"]
+    show[1]["experiments"] = [entry for entry in show[1]["experiments"] if entry["name"] != "study-w100-s2"]
+    _, summary, _ = _analysed(show)
+    assert grid_gaps(summary) == [
+        "the plain network, 100 words, has 2 of 3 seeds",
+        "L1 at rate 0.001, 100 words, has 2 of 3 seeds",
+        "L1 at rate 0.01, 100 words, has 2 of 3 seeds",
+        "L2 at rate 0.001, 100 words, has 2 of 3 seeds",
+        "L2 at rate 0.01, 100 words, has 2 of 3 seeds",
+        "L2 at rate 0.01, 1,000 words, has 2 of 3 seeds",
+    ]
+    assert grid_gaps(aggregate(experiment_points(_study(_l1_wins))[0])) == []
 
 
 def test_a_study_without_a_held_out_split_chooses_on_test_and_says_so():
