@@ -4,7 +4,9 @@ Each child runs in a process group of its own, which holds whatever it starts (D
 A stop (Ctrl-C, SIGTERM) reaches the groups as Ctrl-C reaches a `dvc repro`: its stage deletes its
 unfinished outputs and DVC records nothing for it; a group still running `STOP_GRACE_SECONDS`
 later is killed. If the parent dies without that chance (`kill -9`, a closed terminal), the
-kernel sends each child SIGTERM (`ending_with_this_process`).
+kernel sends each child SIGTERM (`ending_with_this_process`), which a child running a Python
+module (`python -m dvc ...`) passes on to its group as Ctrl-C: DVC then ends as after Ctrl-C,
+removing its temporary experiment workspace, instead of dying with it still on disk.
 """
 
 import os
@@ -19,19 +21,30 @@ from typing import Any
 # its process group is killed; well within the time a user or CI runner waits after a stop.
 STOP_GRACE_SECONDS = 5.0
 
-# Starts the command in argv[2:] (by exec, so it keeps this pid) once the kernel is set to send it
-# SIGTERM when its parent, the runner whose pid is argv[1], dies; if that happened already, it exits.
+# Runs the command in argv[2:] once the kernel is set to send it SIGTERM when its parent, the
+# runner whose pid is argv[1], dies; if that happened already, it exits. A `python -m <module>`
+# of this interpreter runs in this process, with SIGTERM sent on to the whole group as SIGINT;
+# any other command replaces this process (exec), keeping its pid.
 _END_WITH_PARENT = """
-import ctypes, os, signal, sys
+import ctypes, os, runpy, signal, sys
 ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
 if os.getppid() != int(sys.argv[1]):
     sys.exit(128 + signal.SIGTERM)
-os.execv(sys.argv[2], sys.argv[2:])
+command = sys.argv[2:]
+if command[:2] != [sys.executable, "-m"]:
+    os.execv(command[0], command)
+signal.signal(signal.SIGTERM, lambda *_: os.killpg(0, signal.SIGINT))
+sys.argv = command[2:]
+runpy.run_module(command[2], run_name="__main__", alter_sys=True)
 """
 
 
 def ending_with_this_process(command: list[str]) -> list[str]:
-    """`command`, started so that it gets SIGTERM if this process dies (Linux; elsewhere as it is)."""
+    """`command`, started so that it gets SIGTERM if this process dies (Linux; elsewhere as it is).
+
+    Start it in a process group of its own (`ChildProcesses.start`): a Python module passes that
+    SIGTERM on to its group.
+    """
     if not sys.platform.startswith("linux"):
         return command
     return [sys.executable, "-c", _END_WITH_PARENT, str(os.getpid()), *command]

@@ -5,7 +5,7 @@ submits each experiment (the points of one width and seed) as one task. A worker
 checkout of its own, never in the driver's workspace: a clone of the study's commit from the git
 remote the driver names (`--remote`, default `origin`), kept in the worker's local directory and
 reused by the worker's later tasks. There it runs the experiment exactly as the local study does
-(`study.run.StudyRunner`: `dvc exp run --temp --keep-going`, a failed point left out and the
+(`study.run.StudyRunner`: `dvc exp run --temp`, a failed point left out and the
 experiment run once more without it), then pushes it with its run-cache (`dvc exp push --force
 --run-cache`) to the git remote and to the driver's default DVC remote. Only an experiment whose
 `dvc exp run` succeeded is pushed. The driver saves each experiment's logs where a local study
@@ -53,7 +53,6 @@ from study.run import (
     StudyRunner,
     call_dvc,
     check_study,
-    remove_earlier_experiments,
 )
 
 log = logging.getLogger("study.cluster")
@@ -585,10 +584,10 @@ def run_cluster_study(
                 f"no worker joined {scheduler} in {WORKER_WAIT_SECONDS} s: start `dask worker {scheduler}`"
             ) from None
         check_workers_reach(client, data_path(overrides, params_url), checkout)
-        remove_earlier_experiments(experiments)
         study = ClusterStudy(client, experiments, overrides, checkout, jobs_per_worker, LOG_DIR)
         study.run()
     if study.succeeded:
         log.info("pulling %d experiments from %s", len(study.succeeded), git_remote)
-        call_dvc("exp", "pull", "--run-cache", git_remote, *study.succeeded)
+        # --force: an experiment of an earlier run of the same name is replaced only now, by one that succeeded.
+        call_dvc("exp", "pull", "--force", "--run-cache", git_remote, *study.succeeded)
     check_study(experiments, study.succeeded, study.failed_logs)

@@ -169,6 +169,10 @@ def select_shard(experiments: list[StudyExperiment], shard: str) -> list[StudyEx
         raise StudyError(f"--shard must be K/N, e.g. 2/3, got {shard!r}") from None
     if not 1 <= index <= count:
         raise StudyError(f"--shard K/N needs 1 <= K <= N, got {shard!r}")
+    if index > len(experiments):
+        raise StudyError(
+            f"--shard {shard}: the study has only {len(experiments)} experiments, so machine {index} has none"
+        )
     return experiments[index - 1 :: count]
 
 
@@ -200,13 +204,14 @@ def experiment_settings(experiment: StudyExperiment, overrides: list[str]) -> li
     ]
 
 
-def run_arguments(experiment: StudyExperiment, overrides: list[str]) -> list[str]:
+def run_arguments(experiment: StudyExperiment, overrides: list[str], name: str | None = None) -> list[str]:
     """The `dvc exp run` arguments of one experiment: evaluate every point's model, in a temporary workspace.
 
-    `--keep-going`: a point that fails does not stop the others, which are recorded in the
-    run-cache and restored when the experiment runs again without it.
+    Not `--keep-going`: after a stage fails, or is stopped by Ctrl-C, DVC would run the next one.
+    A point that fails ends its experiment; the runner runs it again without that point, and the
+    points finished before it come back from the run-cache. `name` replaces the experiment's own.
     """
-    arguments = ["exp", "run", "--temp", "--keep-going", "--name", experiment.name]
+    arguments = ["exp", "run", "--temp", "--name", name or experiment.name]
     arguments += [f"evaluate@{point.model_key}" for point in experiment.points]
     settings = experiment_settings(experiment, overrides)
     return arguments + [argument for setting in settings for argument in ("-S", setting)]

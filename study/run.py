@@ -12,15 +12,16 @@ once, each as `dvc exp run --temp` in a temporary workspace of its own, logging 
 (or none of that width is running), so each width is encoded once. Every point is a pair of
 stages with its own run-cache entry: a point computed before, here or on a machine sharing the
 run-cache through a DVC remote, is restored instead of trained, so adding a width, rate or seed
-to a finished study trains only the new points. Rerunning replaces the experiments it runs.
+to a finished study trains only the new points. Rerunning replaces the experiments it runs, each
+once its replacement has succeeded: until then it runs as `rerun-<experiment>`.
 
 Every point holds out the same validation split of the training set (`study.grid`); the
 summary chooses each rate on it and reports the test set.
 
 A point that fails (a diverging training, say) does not stop the others: its experiment runs
-again without it, restoring the rest, and the study ends with exit code 1 naming the failed
-points and their logs. Progress (points done of all, running, failed, time left) is one
-updating line on a terminal and a line per finished point otherwise.
+again without it, restoring the points finished before it, and the study ends with exit code 1
+naming the failed points and their logs. Progress (points done of all, running, failed, time
+left) is one updating line on a terminal and a line per finished point otherwise.
 
 `-S key=value` (repeatable) goes to every experiment, e.g. `-S data.source=aclimdb -S
 data.url=aclImdb_v1.tar.gz`. `--scheduler tcp://HOST:PORT` runs the experiments as tasks on a
@@ -29,14 +30,17 @@ Dask cluster instead (`study.cluster`, docs/cluster.md; `--remote`, `--jobs-per-
 spread one study over N machines by hand.
 
 Ctrl-C (SIGINT) or SIGTERM stops the study: each running experiment gets SIGINT, as Ctrl-C
-stops a `dvc exp run`, so its stage deletes its unfinished outputs and nothing half-done is
-recorded; whatever still runs `STOP_GRACE_SECONDS` later is killed.
+stops a `dvc exp run`, so its stage deletes its unfinished outputs, DVC removes its temporary
+workspace and nothing half-done is recorded; whatever still runs `STOP_GRACE_SECONDS` later is
+killed. If the study itself is killed outright, each `dvc exp run` gets SIGTERM and ends the same
+way (`child_processes.ending_with_this_process`).
 """
 
 import argparse
 import logging
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,11 +50,12 @@ from typing import TextIO
 from imdb_regularization import cli
 from imdb_regularization.child_processes import ChildProcesses, ending_with_this_process
 from imdb_regularization.dvc_commands import dvc_command, dvc_environment, run_dvc
-from imdb_regularization.params import load_params, local_path
+from imdb_regularization.params import PARAMS_FILE, ParamsError, load_params, local_path, parse_params
 from study.grid import (
     Point,
     StudyError,
     StudyExperiment,
+    experiment_settings,
     parse_rates,
     parse_widths,
     plan,
@@ -64,9 +69,8 @@ DEFAULT_RATES = "1e-5,1e-4,1e-3,1e-2,1e-1"
 DATA_URL = "data.url="
 LOG_DIR = Path(".dvc/tmp/study")
 POLL_SECONDS = 0.25
-# A point whose stage failed is left out and its experiment run once more; a second failure of
-# the same experiment fails all its points still unfinished.
-ATTEMPTS = 2
+# What an experiment runs as while an earlier one of its name still exists.
+RERUN_PREFIX = "rerun-"
 
 
 class StudyStopped(StudyError):
@@ -87,20 +91,74 @@ def experiment_names() -> set[str]:
     return set(call_dvc("exp", "list", "--name-only").split())
 
 
-def absolute_data_url(overrides: list[str], params_url: str | None, root: Path) -> list[str]:
-    """`overrides` with `data.url` made absolute if it names a file by a relative path.
+def _unquoted(value: str) -> str:
+    """A `-S` value as DVC reads it when it is one quoted string (`'a b.tar.gz'`), else as it is."""
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1].replace(f"\\{value[0]}", value[0])
+    return value
 
-    Experiments run in copies under `.dvc/tmp/exps`, where a relative path points nowhere.
-    The new value is quoted, so a comma in the path is not read as a list of values to sweep.
+
+def absolute_data_url(overrides: list[str], params_url: str | None, root: Path) -> list[str]:
+    """`overrides` with `data.url`, where it names a local file, as an absolute path in quotes.
+
+    Experiments run in copies under `.dvc/tmp/exps`, where a relative path points nowhere; and
+    DVC reads a comma in an unquoted `-S` value as a list of values to sweep. A `~` is the home
+    directory, as a shell would have read it.
     """
     given = [override for override in overrides if override.startswith(DATA_URL)]
-    url = given[-1].removeprefix(DATA_URL) if given else params_url
+    url = _unquoted(given[-1].removeprefix(DATA_URL)) if given else params_url
     local = None if url is None else local_path(url)
-    if local is None or local.is_absolute():
+    if local is None or (not given and local.is_absolute()):
         return overrides
     others = [override for override in overrides if not override.startswith(DATA_URL)]
-    quoted = str((root / local).resolve()).replace("'", "\\'")
+    quoted = str((root / local.expanduser()).resolve()).replace("'", "\\'")
     return [*others, f"{DATA_URL}'{quoted}'"]
+
+
+# Keys the study sets for every point from its flags: an override of them would be overwritten.
+SET_BY_THE_STUDY = {"data.num_words": "--num-words", "train.seed": "--seeds (from params.yaml's train.seed)"}
+
+
+def check_overrides(
+    experiments: list[StudyExperiment], overrides: list[str], params_file: Path, *, data_here: bool = True
+) -> None:
+    """Check, before anything runs, that every experiment's params are valid as DVC would write them.
+
+    Each width's first experiment has its `-S` values applied, one by one as DVC applies them, to a
+    copy of `params_file`, which is then read by the stages' own loader. Without `data_here` (a
+    cluster's workers read the data, `study.cluster` checks that) a local `data.url` is not checked.
+
+    Raises:
+        StudyError: an override sets what the study sets itself, DVC cannot apply it, or the params
+            it gives are invalid (named by key).
+    """
+    from dvc.exceptions import DvcException
+    from dvc.utils.hydra import apply_overrides
+
+    for override in overrides:
+        key = override.lstrip("+~").partition("=")[0].strip()
+        if key == "models" or key.startswith("models."):
+            raise StudyError(f"-S {override}: the study sets models itself, from --rates")
+        if key in SET_BY_THE_STUDY:
+            raise StudyError(f"-S {override}: the study sets {key} itself, from {SET_BY_THE_STUDY[key]}")
+    first_of_width = {experiment.width: experiment for experiment in reversed(experiments)}
+    with tempfile.TemporaryDirectory() as directory:
+        copy = Path(directory) / "params.yaml"
+        for experiment in first_of_width.values():
+            copy.write_bytes(params_file.read_bytes())
+            settings = experiment_settings(experiment, overrides)
+            if not data_here:
+                settings.append("data.url=null")
+            for setting in settings:
+                try:
+                    apply_overrides(copy, [setting])
+                except DvcException as error:
+                    cause = f": {cli.one_line(str(error.__cause__))}" if error.__cause__ else ""
+                    raise StudyError(f"-S {setting} cannot be applied to {params_file}{cause}") from None
+            try:
+                parse_params(copy.read_text(encoding="utf-8"))
+            except ParamsError as error:
+                raise StudyError(f"with the study's -S values at width {experiment.width}: {error}") from None
 
 
 @dataclass
@@ -109,7 +167,7 @@ class ExperimentLog:
 
     DVC runs one stage at a time and says `Running stage 'X':` before it; a stage that needs no
     run is `Stage 'X' didn't change` or `Stage 'X' is cached`; a finished run is followed by
-    `Updating lock file`; with `--keep-going` the last line names every failed stage.
+    `Updating lock file`; a failure ends the run with `failed to reproduce 'X'`.
     """
 
     finished: list[str] = field(default_factory=list)
@@ -126,6 +184,7 @@ class ExperimentLog:
             self.running = None
         elif "failed to reproduce" in line:
             self.failed += line.partition("failed to reproduce")[2].split("'")[1::2]
+            self.running = None
 
 
 @dataclass
@@ -175,12 +234,14 @@ class Progress:
         return f"{text}, {self.time_left()}"
 
     def time_left(self) -> str:
-        """From the cost of the points finished in the time so far; each point costs by its width (`Point.cost`)."""
-        finished = self.done | self.failed
-        done_cost = sum(point.cost for point in finished)
+        """From the cost of the points done in the time so far; each point costs by its width (`Point.cost`).
+
+        A failed point took an unknown share of its cost, so it counts neither as done nor as left.
+        """
+        done_cost = sum(point.cost for point in self.done)
         if not done_cost:
             return "time left unknown"
-        remaining = sum(point.cost for point in self.points if point not in finished)
+        remaining = sum(point.cost for point in self.points if point not in self.done | self.failed)
         seconds = (time.monotonic() - self.started) * remaining / done_cost
         return f"about {seconds / 60:.0f} min left" if seconds >= 90 else f"about {seconds:.0f} s left"
 
@@ -222,6 +283,7 @@ class StudyRunner:
         directory: Path | None = None,
         progress: Progress | None = None,
         should_stop: Callable[[], bool] | None = None,
+        replacing: frozenset[str] = frozenset(),
     ) -> None:
         # Each experiment to run with its attempt number.
         self.waiting = [(experiment, 1) for experiment in experiments]
@@ -230,6 +292,8 @@ class StudyRunner:
         self.log_dir = log_dir
         self.directory = directory
         self.should_stop = should_stop
+        # Names of earlier experiments, each replaced once the experiment of its name has succeeded.
+        self.replacing = replacing
         self.children = ChildProcesses()
         self.runs: list[Run] = []
         self.progress = progress or Progress([point for experiment in experiments for point in experiment.points])
@@ -276,8 +340,9 @@ class StudyRunner:
         suffix = "" if attempt == 1 else f".attempt{attempt}"
         log_path = self.log_dir / f"{experiment.name}{suffix}.log"
         log_file = log_path.open("w", encoding="utf-8")
+        name = f"{RERUN_PREFIX}{experiment.name}" if experiment.name in self.replacing else experiment.name
         process = self.children.start(
-            ending_with_this_process(dvc_command("--wait-for-lock", *run_arguments(experiment, self.overrides))),
+            ending_with_this_process(dvc_command("--wait-for-lock", *run_arguments(experiment, self.overrides, name))),
             cwd=self.directory,
             env=dvc_environment(),
             stdout=log_file,
@@ -309,17 +374,27 @@ class StudyRunner:
         run.log_file.close()
         self.runs.remove(run)
         if exit_code == 0:
+            if run.experiment.name in self.replacing:
+                call_dvc(
+                    "--wait-for-lock",
+                    "exp",
+                    "rename",
+                    "--force",
+                    RERUN_PREFIX + run.experiment.name,
+                    run.experiment.name,
+                )
             self.succeeded.append(run.experiment.name)
             return
         self._after_failure(run, exit_code)
 
     def _after_failure(self, run: Run, exit_code: int) -> None:
-        """Leave out the points whose stages failed and run the rest again; else fail what is unfinished."""
+        """Leave out the points whose stages failed and run the rest again; else fail what is unfinished.
+
+        Each attempt runs fewer points than the one before, so there are at most as many as points.
+        """
         failed = self._points_of(run, run.said.failed)
         retry = run.experiment.without(failed)
-        # Points the failed run evaluated are in the run-cache, but in no experiment until one is committed.
-        self.progress.done -= set(retry.points)
-        if failed and retry.points and run.attempt < ATTEMPTS:
+        if failed and retry.points:
             for point in sorted(failed, key=lambda point: point.name):
                 self._fail(point, run.log_path)
             self.waiting.insert(0, (retry, run.attempt + 1))
@@ -339,14 +414,21 @@ def _tail(run: Run, lines: int = 15) -> str:
     return "\n".join(run.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
 
 
-def remove_earlier_experiments(experiments: list[StudyExperiment]) -> None:
-    """Remove the experiments of the current commit that the study is about to run again."""
-    names = [experiment.name for experiment in experiments]
-    replaced = sorted(set(names) & experiment_names())
+def earlier_experiments(experiments: list[StudyExperiment]) -> frozenset[str]:
+    """Names of the experiments of the current commit that the study is about to run again.
+
+    A `rerun-` experiment left by a study stopped between its success and its rename is removed:
+    its points are in the run-cache, and the rerun restores them.
+    """
+    names = {experiment.name for experiment in experiments}
+    existing = experiment_names()
+    leftovers = sorted(RERUN_PREFIX + name for name in names if RERUN_PREFIX + name in existing)
+    if leftovers:
+        call_dvc("exp", "remove", *leftovers)
+    replaced = names & existing
     if replaced:
-        # Their points come straight back from the run-cache; removing them keeps one experiment per name.
-        log.info("replacing %d experiments of an earlier run", len(replaced))
-        call_dvc("exp", "remove", *replaced)
+        log.info("%d experiments of an earlier run are replaced as their reruns succeed", len(replaced))
+    return frozenset(replaced)
 
 
 def check_study(experiments: list[StudyExperiment], succeeded: list[str], failed_logs: dict[Point, Path]) -> None:
@@ -374,8 +456,7 @@ def run_study(experiments: list[StudyExperiment], overrides: list[str], jobs: in
     Raises:
         StudyError: a point failed, or an experiment that ran is missing from `dvc exp list`.
     """
-    remove_earlier_experiments(experiments)
-    runner = StudyRunner(experiments, overrides, jobs, LOG_DIR)
+    runner = StudyRunner(experiments, overrides, jobs, LOG_DIR, replacing=earlier_experiments(experiments))
     runner.run()
     check_study(experiments, runner.succeeded, runner.failed_logs)
 
@@ -425,6 +506,7 @@ def main() -> None:
     widths = parse_widths(args.num_words) if args.num_words is not None else (params.data.num_words,)
     experiments = select_shard(plan(widths, parse_rates(args.rates), args.seeds, params.train.seed), args.shard)
     overrides = absolute_data_url(args.overrides, params.data.url, Path.cwd())
+    check_overrides(experiments, overrides, PARAMS_FILE, data_here=not args.scheduler)
     points = sum(len(experiment.points) for experiment in experiments)
     started = time.monotonic()
     if args.scheduler:

@@ -1,8 +1,9 @@
 """The regularization study end to end: the real `python -m study.run` and `study.summarize` on a tiny
 archive in a copy of the project. Its pure parts are tested in tests/unit/test_study_run.py and test_summarize.py.
 
-Before the study proper, a first study in the same copy is stopped with Ctrl-C while it trains:
-it must leave no process behind, and the study proper, started right after, must run normally.
+Before the study proper, a first study in the same copy is stopped while it trains, by Ctrl-C,
+SIGTERM and kill -9 in turn: each must leave no process and no experiment workspace behind, and
+the study proper, started right after, must run normally.
 """
 
 import csv
@@ -59,10 +60,14 @@ def _wait_for_training(repo: Path, process: subprocess.Popen) -> None:
         time.sleep(0.2)
 
 
-@pytest.fixture(scope="module")
-def stopped(repo) -> dict:
-    """A study of long trainings, stopped with Ctrl-C once they train: how it ended and what was left running."""
-    output_path = repo.parent / "stopped-study.log"
+# How each stop reaches the study: Ctrl-C signals a terminal's whole job (the study's group);
+# SIGTERM (a service manager, `kill`) and SIGKILL reach the study's own process only.
+STOPS = {"ctrl-c": signal.SIGINT, "sigterm": signal.SIGTERM, "kill -9": signal.SIGKILL}
+
+
+def _stop_a_study(repo: Path, how: str) -> dict:
+    """A study of long trainings, stopped once they train: how it ended and what it left running or on disk."""
+    output_path = repo.parent / f"stopped-study-{how}.log"
     with output_path.open("wb") as output_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "study.run", "--rates", str(STUDY_RATE), "--seeds", "1", "--jobs", "2"]
@@ -76,23 +81,47 @@ def stopped(repo) -> dict:
     try:
         _wait_for_training(repo, process)
         running = processes_under(repo)
-        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the job's whole group
+        if how == "ctrl-c":
+            os.killpg(process.pid, STOPS[how])
+        else:
+            process.send_signal(STOPS[how])
         started = time.monotonic()
         process.wait(timeout=STOP_SECONDS)
         ended_after = time.monotonic() - started
         left = wait_until_none_under(repo, STOP_SECONDS - ended_after)
     finally:
         kill_all_under(repo)
-    output = output_path.read_text()
-    return {"code": process.returncode, "output": output, "running": running, "left": left}
+    for path in (repo / ".dvc" / "tmp" / "study").glob("study-*.log"):
+        path.unlink()  # the next stop waits for its own training
+    return {
+        "code": process.returncode,
+        "output": output_path.read_text(),
+        "running": running,
+        "left": left,
+        # An experiment DVC could not clean up is listed as running forever, and its workspace stays.
+        "listed as running": [
+            line for line in run_dvc(repo, "exp", "show", "--csv").splitlines() if ",Running," in line
+        ],
+        "workspaces": sorted(path.name for path in (repo / ".dvc" / "tmp" / "exps" / "standalone").glob("tmp*")),
+    }
 
 
-def test_ctrl_c_ends_the_study_and_every_experiment_it_started(stopped):
-    assert any("stages.train" in command for command in stopped["running"].values()), describe(stopped["running"])
-    assert stopped["left"] == {}, f"still running after Ctrl-C:\n{describe(stopped['left'])}"
-    assert stopped["code"] == 128 + signal.SIGINT
-    assert "study.run: stopped by SIGINT; outputs not yet complete were deleted" in stopped["output"]
-    assert "Traceback" not in stopped["output"]
+@pytest.fixture(scope="module")
+def stopped(repo) -> dict[str, dict]:
+    """Each kind of stop, in turn, of a study of long trainings."""
+    return {how: _stop_a_study(repo, how) for how in STOPS}
+
+
+@pytest.mark.parametrize("how", STOPS)
+def test_a_stop_ends_the_study_and_every_experiment_it_started_and_leaves_none_running(stopped, how):
+    stop = stopped[how]
+    assert any("stages.train" in command for command in stop["running"].values()), describe(stop["running"])
+    assert stop["left"] == {}, f"still running after {how}:\n{describe(stop['left'])}"
+    assert stop["listed as running"] == [] and stop["workspaces"] == []
+    assert stop["code"] == (-signal.SIGKILL if how == "kill -9" else 128 + STOPS[how])
+    if how != "kill -9":
+        assert f"study.run: stopped by {STOPS[how].name}; outputs not yet complete were deleted" in stop["output"]
+        assert "Traceback" not in stop["output"]
 
 
 def _study(repo: Path, rates: str) -> str:

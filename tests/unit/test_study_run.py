@@ -5,6 +5,7 @@ The runner is driven here by a stand-in for DVC that prints what `dvc exp run` p
 """
 
 import io
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -26,7 +27,7 @@ from study.grid import (
     run_arguments,
     select_shard,
 )
-from study.run import ExperimentLog, Progress, Run, StudyRunner, absolute_data_url
+from study.run import ExperimentLog, Progress, Run, StudyRunner, absolute_data_url, check_overrides
 from tests.support.project import project_params_text
 
 RATES = (0.001, 0.1)
@@ -87,7 +88,7 @@ def test_shards_split_the_experiments_between_machines_without_overlap():
     experiments = plan((100, 1000), RATES, seeds=3, first_seed=0)
     shards = [select_shard(experiments, f"{index}/4") for index in (1, 2, 3, 4)]
     assert sorted(name for shard in shards for name in (e.name for e in shard)) == sorted(e.name for e in experiments)
-    for text in ("0/2", "3/2", "x"):
+    for text in ("0/2", "3/2", "x", f"{len(experiments) + 1}/{len(experiments) + 1}"):
         with pytest.raises(StudyError, match="--shard"):
             select_shard(experiments, text)
 
@@ -121,19 +122,69 @@ def test_user_overrides_change_the_split_but_not_what_defines_the_points():
     assert last["train.seed"] == "42"
     assert last["train.epochs"] == "2"
     arguments = run_arguments(experiment, [])
-    assert arguments[:6] == ["exp", "run", "--temp", "--keep-going", "--name", "study-w1000-s42"]
+    # Not --keep-going: DVC would run the next stage after one stopped by Ctrl-C.
+    assert arguments[:5] == ["exp", "run", "--temp", "--name", "study-w1000-s42"]
+    assert run_arguments(experiment, [], "rerun-study-w1000-s42")[:5] == arguments[:3] + [
+        "--name",
+        "rerun-study-w1000-s42",
+    ]
     assert [argument for argument in arguments if argument.startswith("evaluate@")] == [
         f"evaluate@{point.model_key}" for point in experiment.points
     ]
 
 
-def test_a_relative_data_url_becomes_absolute_and_quoted_and_others_stay(tmp_path):
-    assert absolute_data_url(["data.url=tiny.tar.gz"], None, tmp_path) == [f"data.url='{tmp_path / 'tiny.tar.gz'}'"]
+def test_a_local_data_url_becomes_absolute_and_quoted_and_others_stay(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    expected = {
+        "data.url=tiny.tar.gz": tmp_path / "tiny.tar.gz",
+        "data.url='my data.tar.gz'": tmp_path / "my data.tar.gz",  # quoted: DVC reads the path inside
+        'data.url="d/x.tar.gz"': tmp_path / "d" / "x.tar.gz",
+        "data.url=/srv/a,b.tar.gz": Path("/srv/a,b.tar.gz"),  # unquoted, DVC would sweep over a and b.tar.gz
+        "data.url=~/x.tar.gz": tmp_path / "home" / "x.tar.gz",
+    }
+    for override, path in expected.items():
+        assert absolute_data_url(["train.epochs=1", override], None, tmp_path) == [
+            "train.epochs=1",
+            f"data.url='{path}'",
+        ]
     assert absolute_data_url(["train.epochs=1"], "https://example.org/a.tar.gz", tmp_path) == ["train.epochs=1"]
     assert absolute_data_url([], "a,b.tar.gz", tmp_path) == [f"data.url='{tmp_path / 'a,b.tar.gz'}'"]
+    assert absolute_data_url([], "/srv/a.tar.gz", tmp_path) == []  # params.yaml's own absolute path works as it is
 
 
-# What `dvc exp run --keep-going` prints, as the runner reads it.
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.seed=3", "the study sets train.seed itself, from --seeds"),
+        ("data.num_words=5", "the study sets data.num_words itself, from --num-words"),
+        ("+models.extra={regularizer: l1, rate: 0.1}", "the study sets models itself, from --rates"),
+        ("~models", "the study sets models itself"),
+        ("train.epochs", "-S train.epochs cannot be applied to"),
+        ("no.such.key=1", "-S no.such.key=1 cannot be applied to"),
+        ("train.epochs=many", "train.epochs"),
+        ("train.hidden_units=[0]", "train.hidden_units"),
+        ("train.validation=0.99999", "train.validation"),
+    ],
+)
+def test_overrides_are_checked_before_anything_runs_and_named(tmp_path, override, message):
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(project_params_text())
+    with pytest.raises(StudyError, match=re.escape(message)):
+        check_overrides(plan((100, 1000), RATES, seeds=2, first_seed=0), [override], params_file)
+
+
+def test_valid_overrides_pass_the_check(tmp_path):
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(project_params_text())
+    check_overrides(plan((100,), RATES, seeds=1, first_seed=0), ["train.epochs=2", "train.validation=0.1"], params_file)
+    # On a cluster the data may be on the workers only: study.cluster checks it there.
+    workers_only = [f"data.url='{tmp_path / 'on-the-workers.tar.gz'}'"]
+    with pytest.raises(StudyError, match="data.url must be an http"):
+        check_overrides(plan((100,), RATES, seeds=1, first_seed=0), workers_only, params_file)
+    check_overrides(plan((100,), RATES, seeds=1, first_seed=0), workers_only, params_file, data_here=False)
+
+
+# What `dvc exp run` prints, as the runner reads it.
 DVC_OUTPUT = """\
 Stage 'fetch' didn't change, skipping
 Stage 'encode' is cached - skipping run, checking out outputs
@@ -142,18 +193,23 @@ Running stage 'train@basic':
 Updating lock file 'dvc.lock'
 Stage 'evaluate@basic' is cached - skipping run, checking out outputs
 Running stage 'train@l1_0p1':
-ERROR: failed to reproduce stages: 'train@l1_0p1', 'evaluate@l2_0p1'
+ERROR: failed to reproduce 'train@l1_0p1': failed to run: python -m stages.train l1_0p1, exited with 1
+Updating lock file 'dvc.lock'
 """
 
 
 def test_the_log_reader_follows_finished_running_and_failed_stages():
     said = ExperimentLog()
-    for line in DVC_OUTPUT.splitlines()[:-1]:
+    lines = DVC_OUTPUT.splitlines()
+    for line in lines[:-2]:
         said.read(line)
     assert said.finished == ["fetch", "encode", "train@basic", "evaluate@basic"]
     assert said.running == "train@l1_0p1"
-    said.read(DVC_OUTPUT.splitlines()[-1])
-    assert said.failed == ["train@l1_0p1", "evaluate@l2_0p1"]
+    said.read(lines[-2])
+    assert said.failed == ["train@l1_0p1"] and said.running is None
+    # DVC updates the lock file for the stages that ran before the failure: not for the failed one.
+    said.read(lines[-1])
+    assert said.finished == ["fetch", "encode", "train@basic", "evaluate@basic"]
 
 
 def _run_with_log(tmp_path: Path, experiment: StudyExperiment, text: str) -> Run:
@@ -178,24 +234,23 @@ def test_a_second_experiment_of_a_width_waits_until_the_first_has_its_encoded_da
 
 
 # A stand-in for `python -m dvc --wait-for-lock exp run ...`: it prints what DVC prints for each
-# target and fails the point named by $FAIL_POINT (with its dependent evaluate skipped, as --keep-going does).
+# target and ends at the first point named in $FAIL_POINTS (comma-separated keys, or point names), as DVC does.
 FAKE_DVC = textwrap.dedent("""
     import os, sys
     targets = [argument for argument in sys.argv if argument.startswith("evaluate@")]
+    name = sys.argv[sys.argv.index("--name") + 1]
+    print("experiment", name, flush=True)
     print("Stage 'encode' didn't change, skipping", flush=True)
-    failed = []
     for target in targets:
         key = target.partition("@")[2]
         print(f"Running stage 'train@{key}':", flush=True)
-        if key == os.environ.get("FAIL_POINT"):
-            failed.append(f"'train@{key}'")
-            continue
+        failing = os.environ.get("FAIL_POINTS", "").split(",")
+        if key in failing or f"{name.removeprefix('rerun-')}/{key}" in failing:
+            print(f"ERROR: failed to reproduce 'train@{key}': failed to run: train, exited with 1", flush=True)
+            sys.exit(1)
         print("Updating lock file 'dvc.lock'", flush=True)
         print(f"Running stage 'evaluate@{key}':", flush=True)
         print("Updating lock file 'dvc.lock'", flush=True)
-    if failed:
-        print("ERROR: failed to reproduce " + ", ".join(failed), flush=True)
-        sys.exit(1)
 """)
 
 
@@ -222,7 +277,7 @@ def test_every_point_of_every_experiment_is_followed_to_done(tmp_path, fake_dvc)
 
 
 def test_a_failed_point_is_named_with_its_log_and_its_experiment_reruns_without_it(tmp_path, fake_dvc, monkeypatch):
-    monkeypatch.setenv("FAIL_POINT", "l2_0p1")
+    monkeypatch.setenv("FAIL_POINTS", "l2_0p1")
     (experiment,) = plan((100,), RATES, seeds=1, first_seed=0)
     runner = StudyRunner([experiment], [], jobs=2, log_dir=tmp_path / "logs")
     runner.progress.stream = io.StringIO()
@@ -233,11 +288,42 @@ def test_a_failed_point_is_named_with_its_log_and_its_experiment_reruns_without_
     assert (tmp_path / "logs" / "study-w100-s0.attempt2.log").exists()
     assert runner.succeeded == ["study-w100-s0"]
     assert runner.progress.done == set(experiment.points) - {failed}
-    assert "FAILED study-w100-s0/l2_0p1: see " in runner.progress.stream.getvalue()
+    printed = runner.progress.stream.getvalue()
+    assert "FAILED study-w100-s0/l2_0p1: see " in printed
+    # The points done before the failure are restored by the second attempt, not done twice.
+    assert printed.count("done study-w100-s0/basic;") == 1
+
+
+def test_an_experiment_reruns_until_all_its_failed_points_are_left_out(tmp_path, fake_dvc, monkeypatch):
+    monkeypatch.setenv("FAIL_POINTS", "l1_0p001,l2_0p1")
+    (experiment,) = plan((100,), RATES, seeds=1, first_seed=0)
+    runner = StudyRunner([experiment], [], jobs=1, log_dir=tmp_path / "logs")
+    runner.progress.stream = io.StringIO()
+    runner.run()
+    failed = {Point(100, "l1", 0.001, 0), Point(100, "l2", 0.1, 0)}
+    assert set(runner.failed_logs) == failed
+    assert runner.failed_logs[Point(100, "l2", 0.1, 0)] == tmp_path / "logs" / "study-w100-s0.attempt2.log"
+    assert runner.succeeded == ["study-w100-s0"]
+    assert runner.progress.done == set(experiment.points) - failed
+
+
+def test_an_earlier_experiment_is_replaced_only_once_its_rerun_has_succeeded(tmp_path, fake_dvc, monkeypatch):
+    first, second = plan((100,), RATES, seeds=2, first_seed=0)
+    monkeypatch.setenv("FAIL_POINTS", ",".join(point.name for point in second.points))
+    calls = []
+    monkeypatch.setattr(study.run, "call_dvc", lambda *arguments: calls.append(arguments) or "")
+    replacing = frozenset({first.name, second.name})
+    runner = StudyRunner([first, second], [], jobs=1, log_dir=tmp_path / "logs", replacing=replacing)
+    runner.progress.stream = io.StringIO()
+    runner.run()
+    assert f"experiment rerun-{first.name}\n" in (tmp_path / "logs" / f"{first.name}.log").read_text()
+    # The second failed: the earlier experiment of its name stays.
+    assert calls == [("--wait-for-lock", "exp", "rename", "--force", f"rerun-{first.name}", first.name)]
+    assert runner.succeeded == [first.name]
 
 
 def test_an_experiment_that_fails_again_fails_all_its_unfinished_points(tmp_path, fake_dvc, monkeypatch):
-    monkeypatch.setenv("FAIL_POINT", "basic")
+    monkeypatch.setenv("FAIL_POINTS", "basic")
     # One point only: nothing is left to rerun without it.
     experiment = StudyExperiment(100, 0, (Point(100, BASELINE, 0.0, 0),))
     runner = StudyRunner([experiment], [], jobs=1, log_dir=tmp_path / "logs")
@@ -248,16 +334,19 @@ def test_an_experiment_that_fails_again_fails_all_its_unfinished_points(tmp_path
 
 
 def test_run_study_fails_naming_each_failed_point_and_its_log(tmp_path, fake_dvc, monkeypatch):
-    monkeypatch.setenv("FAIL_POINT", "l1_0p001")
+    monkeypatch.setenv("FAIL_POINTS", "l1_0p001")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(study.run, "experiment_names", lambda: {"study-w100-s0"})
+    # An earlier run's experiment, and the rerun of it that a stopped run left unrenamed.
+    monkeypatch.setattr(study.run, "experiment_names", lambda: {"study-w100-s0", "rerun-study-w100-s0"})
     calls = []
     monkeypatch.setattr(study.run, "call_dvc", lambda *arguments: calls.append(arguments) or "")
     with pytest.raises(StudyError) as caught:
         study.run.run_study(plan((100,), RATES, seeds=1, first_seed=0), [], jobs=1)
     assert str(caught.value) == "1 of 5 points failed: study-w100-s0/l1_0p001 (log .dvc/tmp/study/study-w100-s0.log)"
-    # The earlier experiment of the same name was removed before the new one ran.
-    assert calls == [("exp", "remove", "study-w100-s0")]
+    assert calls == [
+        ("exp", "remove", "rerun-study-w100-s0"),
+        ("--wait-for-lock", "exp", "rename", "--force", "rerun-study-w100-s0", "study-w100-s0"),
+    ]
 
 
 def test_progress_counts_points_and_estimates_the_time_left_by_their_cost():
@@ -274,3 +363,12 @@ def test_progress_counts_points_and_estimates_the_time_left_by_their_cost():
     assert stream.getvalue() == "done one; study: 1/2 points done, 0 running, 0 failed, about 36 s left\n"
     progress.show()  # no event: nothing new off a terminal
     assert stream.getvalue().count("\n") == 1
+
+
+def test_a_failed_point_counts_neither_as_done_nor_as_left_in_the_time_left():
+    points = [Point(100, BASELINE, 0.0, 0), Point(100, BASELINE, 0.0, 1), Point(100, BASELINE, 0.0, 2)]
+    progress = Progress(points, io.StringIO())
+    progress.started -= 10
+    progress.done.add(points[0])
+    progress.failed.add(points[1])  # it may have failed at once: its cost says nothing of the time taken
+    assert progress.time_left() == "about 10 s left"
