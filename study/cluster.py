@@ -53,6 +53,7 @@ from study.run import (
     StudyRunner,
     call_dvc,
     check_study,
+    unquoted_value,
 )
 
 log = logging.getLogger("study.cluster")
@@ -259,7 +260,7 @@ def describe_checkout(git_remote: str, root: Path) -> Checkout:
 def data_path(overrides: list[str], params_url: str | None) -> Path | None:
     """The local file `data.url` names for the study (its last `-S data.url=` or params.yaml's), or None for a URL."""
     given = [override.removeprefix(DATA_URL) for override in overrides if override.startswith(DATA_URL)]
-    url = given[-1].strip("'\"") if given else params_url
+    url = unquoted_value(given[-1]) if given else params_url
     return None if url is None else local_path(url)
 
 

@@ -91,7 +91,7 @@ def experiment_names() -> set[str]:
     return set(call_dvc("exp", "list", "--name-only").split())
 
 
-def _unquoted(value: str) -> str:
+def unquoted_value(value: str) -> str:
     """A `-S` value as DVC reads it when it is one quoted string (`'a b.tar.gz'`), else as it is."""
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
         return value[1:-1].replace(f"\\{value[0]}", value[0])
@@ -106,7 +106,7 @@ def absolute_data_url(overrides: list[str], params_url: str | None, root: Path) 
     directory, as a shell would have read it.
     """
     given = [override for override in overrides if override.startswith(DATA_URL)]
-    url = _unquoted(given[-1].removeprefix(DATA_URL)) if given else params_url
+    url = unquoted_value(given[-1].removeprefix(DATA_URL)) if given else params_url
     local = None if url is None else local_path(url)
     if local is None or (not given and local.is_absolute()):
         return overrides
