@@ -30,15 +30,19 @@ READ_BLOCK_BYTES = 32 * 2**20
 SPARSE_BELOW_DENSITY = 0.05
 HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 # What one train stage holds in memory, for `estimate_training_memory`, from the peak RSS of train
-# stages measured at num_words 100, 10,000 and 30,000 (docs/speed.md), rounded up: the process
-# with TensorFlow and Keras loaded; each one of sparse rows (its int64 index pair and float32 value,
-# in NumPy, in TensorFlow and in Keras' batching); each value of dense rows (float32 in NumPy and
-# in TensorFlow, and the uint8 rows read); each weight of the first layer (the weight, its
-# gradient, Adam's two moments and the temporaries of the update and the penalty).
+# stages measured at num_words 100, 1,000, 10,000 and 30,000 (docs/speed.md), rounded up: the
+# process with TensorFlow and Keras loaded; each one of sparse rows (its int64 index pair and
+# float32 value, in NumPy, in TensorFlow and in Keras' batching, and the float64 value of the exact
+# first layer); each value of dense rows (float32 in NumPy and in TensorFlow, and the uint8 rows
+# read), and of wide dense rows, which go through the exact first layer, also the float64 copy of
+# the validation rows that its validation pass makes; each weight of the first layer (the weight,
+# its gradient, Adam's two moments, their float64 copies in the exact first layer and the
+# temporaries of the update and the penalty).
 TRAINING_BASE_BYTES = 700 * 2**20
-BYTES_PER_SPARSE_ONE = 48
+BYTES_PER_SPARSE_ONE = 56
 BYTES_PER_DENSE_VALUE = 12
-BYTES_PER_FIRST_LAYER_WEIGHT = 40
+BYTES_PER_WIDE_DENSE_VALUE = 16
+BYTES_PER_FIRST_LAYER_WEIGHT = 56
 
 
 class ValidationSplitError(cli.StageError):
@@ -108,6 +112,11 @@ class TrainingData:
     @property
     def num_words(self) -> int:
         return self.train[0].shape[1]
+
+    @property
+    def wide(self) -> bool:
+        """Whether the rows are mostly zeros: `train.input: auto` trains them as sparse rows."""
+        return choose_sparse("auto", self.density)
 
 
 def save_row_blocks(path: Path, rows: RowBlocks) -> None:
@@ -292,7 +301,11 @@ class MemoryEstimate:
 
 def training_memory(*, rows: int, num_words: int, ones: int, first_layer_units: int, sparse: bool) -> int:
     """Peak bytes of one train stage on `rows` multi-hot rows (train and test) holding `ones` ones."""
-    data = BYTES_PER_SPARSE_ONE * ones if sparse else BYTES_PER_DENSE_VALUE * rows * num_words
+    if sparse:
+        data = BYTES_PER_SPARSE_ONE * ones
+    else:
+        wide = choose_sparse("auto", ones / max(1, rows * num_words))
+        data = (BYTES_PER_WIDE_DENSE_VALUE if wide else BYTES_PER_DENSE_VALUE) * rows * num_words
     return TRAINING_BASE_BYTES + data + BYTES_PER_FIRST_LAYER_WEIGHT * num_words * first_layer_units
 
 

@@ -2,8 +2,9 @@
 
 Every model shares `build_model` and `train_model`; only the regularizer differs. Wide, sparse
 multi-hot rows (`encoded_arrays.SparseRows`) train as `tf.SparseTensor` batches through
-`SparseRowsDense`, whose cost follows the ones a review holds rather than `num_words`; the
-saved model is the same plain network either way.
+`MultiHotDense`, whose cost follows the ones a review holds rather than `num_words`, and whose
+exact sums give wide dense rows the same training; the saved model is the same plain network
+either way.
 """
 
 import json
@@ -46,40 +47,72 @@ def make_regularizer(spec: RegularizerSpec) -> keras.regularizers.Regularizer | 
     raise ValueError(f"unknown regularizer {spec.regularizer!r}")
 
 
+# The first layer's products are summed in float64 and rounded once to float32. A float32 sum
+# depends on the order of its terms, and a dense product (blocked by the matrix library) adds
+# them in another order than a sparse one (row by row): over a training the two drift apart.
+# A 0/1 row times the kernel is a sum of kernel entries, as is each entry of the kernel's
+# gradient (a sum of upstream values): in float64 a different order moves such a sum by far
+# less than float32's rounding step, so both forms round to the same float32, and dense and
+# sparse rows train to the same bits.
+EXACT = tf.float64
+
+
 @tf.custom_gradient
-def _sparse_product(indices: tf.Tensor, values: tf.Tensor, dense_shape: tf.Tensor, kernel: tf.Tensor):
-    """rows @ kernel for sparse rows (indices, values, dense_shape); its gradient for the kernel is rowsᵀ @ upstream.
+def _exact_dense_product(rows: tf.Tensor, kernel: tf.Tensor):
+    """rows @ kernel for dense 0/1 rows, summed exactly; its gradient for the kernel is rowsᵀ @ upstream, likewise."""
+    exact_rows = tf.cast(rows, EXACT)
+    product = tf.matmul(exact_rows, tf.cast(kernel, EXACT))
+
+    def gradient(upstream: tf.Tensor) -> tuple[None, tf.Tensor]:
+        return None, tf.cast(tf.matmul(exact_rows, tf.cast(upstream, EXACT), transpose_a=True), kernel.dtype)
+
+    return tf.cast(product, kernel.dtype), gradient
+
+
+@tf.custom_gradient
+def _exact_sparse_product(indices: tf.Tensor, values: tf.Tensor, dense_shape: tf.Tensor, kernel: tf.Tensor):
+    """rows @ kernel for sparse rows (indices, values, dense_shape), summed exactly; its kernel gradient likewise.
 
     Both products run on the rows as a compressed sparse row (CSR) matrix, one multiply-add per
     non-zero and kernel column; the transpose for the gradient is a CSR matrix too, so neither
     product ever touches the zeros.
     """
-    rows = tf.raw_ops.SparseTensorToCSRSparseMatrix(indices=indices, values=values, dense_shape=dense_shape)
-    product = tf.raw_ops.SparseMatrixMatMul(a=rows, b=kernel)
+    rows = tf.raw_ops.SparseTensorToCSRSparseMatrix(
+        indices=indices, values=tf.cast(values, EXACT), dense_shape=dense_shape
+    )
+    product = tf.raw_ops.SparseMatrixMatMul(a=rows, b=tf.cast(kernel, EXACT))
 
     def gradient(upstream: tf.Tensor) -> tuple[None, None, None, tf.Tensor]:
-        transposed = tf.raw_ops.SparseMatrixTranspose(input=rows, type=kernel.dtype)
-        return None, None, None, tf.raw_ops.SparseMatrixMatMul(a=transposed, b=upstream)
+        transposed = tf.raw_ops.SparseMatrixTranspose(input=rows, type=EXACT)
+        return (
+            None,
+            None,
+            None,
+            tf.cast(tf.raw_ops.SparseMatrixMatMul(a=transposed, b=tf.cast(upstream, EXACT)), kernel.dtype),
+        )
 
-    return product, gradient
+    return tf.cast(product, kernel.dtype), gradient
 
 
-class SparseRowsDense(layers.Dense):
-    """`layers.Dense` that multiplies a `tf.SparseTensor` batch through its non-zeros only.
+class MultiHotDense(layers.Dense):
+    """`layers.Dense` for multi-hot rows, dense or a `tf.SparseTensor` batch, whose products are summed exactly.
 
-    Keras' Dense accepts a SparseTensor too, but gathers one copy of a kernel row per non-zero
-    before summing them (a batch's non-zeros × units floats, the whole validation set's at once
-    when the model is called on it) and scatters its gradient back the same way: in time and in
-    memory it costs more than the dense product it replaces. Dense inputs take Dense's own path.
-    Same weights, same name, same config: only training uses this class (see `save_model`).
+    Exactly (see `EXACT`): dense and sparse rows give the same outputs and gradients to the bit.
+    Sparse rows are multiplied through their non-zeros only: Keras' Dense accepts a SparseTensor
+    too, but gathers one copy of a kernel row per non-zero before summing them (a batch's
+    non-zeros × units floats, the whole validation set's at once when the model is called on it)
+    and scatters its gradient back the same way, in time and in memory more than the dense
+    product it replaces. Same weights, same name, same config: only training uses this class
+    (see `save_model`).
     """
 
     def call(self, inputs, training=None):
-        if not isinstance(inputs, tf.SparseTensor):
-            return super().call(inputs, training=training)
         # The kernel read outside the custom gradient, which then returns the gradient for that value.
         kernel = tf.convert_to_tensor(self.kernel)
-        outputs = _sparse_product(inputs.indices, inputs.values, inputs.dense_shape, kernel)
+        if isinstance(inputs, tf.SparseTensor):
+            outputs = _exact_sparse_product(inputs.indices, inputs.values, inputs.dense_shape, kernel)
+        else:
+            outputs = _exact_dense_product(inputs, kernel)
         outputs = tf.ensure_shape(outputs, (None, self.units))
         if self.bias is not None:
             outputs = keras.ops.add(outputs, self.bias)
@@ -87,7 +120,7 @@ class SparseRowsDense(layers.Dense):
 
 
 def build_model(
-    *, num_words: int, hidden_units: tuple[int, ...], spec: RegularizerSpec, sparse: bool = False
+    *, num_words: int, hidden_units: tuple[int, ...], spec: RegularizerSpec, sparse: bool = False, exact: bool = False
 ) -> keras.Model:
     """The notebook's network: ReLU hidden layers carrying the regularizer, then one sigmoid unit.
 
@@ -95,7 +128,8 @@ def build_model(
         num_words: width of the multi-hot input.
         hidden_units: units of each hidden layer, (128, 128) in the notebook.
         spec: the regularizer of the hidden layers' kernels; the output layer has none.
-        sparse: take `tf.SparseTensor` rows (`to_sparse_tensor`), the first layer a `SparseRowsDense`.
+        sparse: take `tf.SparseTensor` rows (`to_sparse_tensor`); the first layer is a `MultiHotDense`.
+        exact: make the first layer a `MultiHotDense` for dense rows too, so they train as sparse rows do.
 
     Returns:
         An uncompiled model whose layers are named `hidden_1`, `hidden_2`, ..., `output`.
@@ -103,7 +137,7 @@ def build_model(
     inputs = keras.Input(shape=(num_words,), sparse=sparse, name="multi_hot")
     features = inputs
     for number, units in enumerate(hidden_units, start=1):
-        dense_class = SparseRowsDense if sparse and number == 1 else layers.Dense
+        dense_class = MultiHotDense if (sparse or exact) and number == 1 else layers.Dense
         features = dense_class(
             units, activation="relu", kernel_regularizer=make_regularizer(spec), name=f"hidden_{number}"
         )(features)
@@ -222,9 +256,9 @@ def plain_model(model: keras.Model) -> keras.Model:
 
     A model trained on sparse rows is saved as this copy, so every saved model is the same plain
     network, which loads without this module and predicts on dense rows. The model is a chain
-    of Dense layers, rebuilt from their configs (`SparseRowsDense`'s is Dense's).
+    of Dense layers, rebuilt from their configs (`MultiHotDense`'s is Dense's).
     """
-    if not any(isinstance(layer, SparseRowsDense) for layer in model.layers):
+    if not any(isinstance(layer, MultiHotDense) for layer in model.layers):
         return model
     input_layer, *dense_layers = model.layers
     inputs = keras.Input(shape=model.input_shape[1:], name=input_layer.name)

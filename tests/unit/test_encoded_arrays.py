@@ -164,8 +164,8 @@ def test_blocks_that_do_not_add_up_leave_no_file(tmp_path):
 MEASURED_TRAININGS = [
     (100, False, 43.6, 690),
     (1_000, False, 94.1, 1_093),
-    (10_000, False, 131.2, 5_680),
-    (10_000, True, 131.2, 910),
+    (10_000, False, 131.2, 7_548),
+    (10_000, True, 131.2, 940),
     (30_000, True, 139.6, 1_038),
     (100_000, True, 142.4, 1_449),
 ]

@@ -5,7 +5,7 @@ at the rate this machine's dense matrix product reaches: per epoch, the first la
 its kernel gradient over the training rows (2 × ones × units) and the validation pass over the
 test rows (ones × units). The parts measured here, each on its own in this process:
 - start-up: `import tensorflow`;
-- products: the first layer's sparse products (`network.SparseRowsDense`'s forward and kernel
+- products: the first layer's sparse products (`network.MultiHotDense`'s forward and kernel
   gradient) over every batch of an epoch, and its forward over the validation rows, × epochs;
 - kernel update: the optimizer's step and the regularization penalty's gradient on every weight,
   × steps: work that follows num_words × units, not the ones, because Adam and the L1/L2 penalty
@@ -75,12 +75,12 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
         for batch in batches:
             with tf.GradientTape() as tape:
                 tape.watch(kernel.value)
-                product = network._sparse_product(batch.indices, batch.values, batch.dense_shape, kernel.value)
+                product = network._exact_sparse_product(batch.indices, batch.values, batch.dense_shape, kernel.value)
             tape.gradient(product, kernel.value, output_gradients=upstream[: tf.shape(product)[0]])
 
     @tf.function(autograph=False)
     def validation_product() -> tf.Tensor:
-        return network._sparse_product(x_test.indices, x_test.values, x_test.dense_shape, kernel.value)
+        return network._exact_sparse_product(x_test.indices, x_test.values, x_test.dense_shape, kernel.value)
 
     @tf.function(autograph=False)
     def kernel_update() -> None:
