@@ -95,18 +95,27 @@ def _exact_sparse_product(indices: tf.Tensor, values: tf.Tensor, dense_shape: tf
 
 
 class MultiHotDense(layers.Dense):
-    """`layers.Dense` for multi-hot rows, dense or a `tf.SparseTensor` batch, whose products are summed exactly.
+    """`layers.Dense` for multi-hot rows that trains dense and sparse rows to the same bits.
 
-    Exactly (see `EXACT`): dense and sparse rows give the same outputs and gradients to the bit.
-    Sparse rows are multiplied through their non-zeros only: Keras' Dense accepts a SparseTensor
-    too, but gathers one copy of a kernel row per non-zero before summing them (a batch's
-    non-zeros × units floats, the whole validation set's at once when the model is called on it)
-    and scatters its gradient back the same way, in time and in memory more than the dense
-    product it replaces. Same weights, same name, same config: only training uses this class
-    (see `save_model`).
+    With `exact` (wide rows), its products are summed exactly (see `EXACT`), dense rows or sparse
+    ones, and sparse rows are multiplied through their non-zeros only: Keras' Dense accepts a
+    SparseTensor too, but gathers one copy of a kernel row per non-zero before summing them (a
+    batch's non-zeros × units floats, the whole validation set's at once when the model is called
+    on it) and scatters its gradient back the same way, in time and in memory more than the dense
+    product it replaces. Without it (narrow rows, where dense is both faster and Keras' own
+    float32 product), a sparse batch is made dense and goes through Dense's own product, as dense
+    rows do. Same weights, same name, same config: only training uses this class (see `save_model`).
     """
 
+    def __init__(self, units: int, *, exact: bool, **kwargs):
+        super().__init__(units, **kwargs)
+        self.exact = exact
+
     def call(self, inputs, training=None):
+        if not self.exact:
+            if isinstance(inputs, tf.SparseTensor):
+                inputs = tf.sparse.to_dense(inputs)
+            return super().call(inputs, training=training)
         # The kernel read outside the custom gradient, which then returns the gradient for that value.
         kernel = tf.convert_to_tensor(self.kernel)
         if isinstance(inputs, tf.SparseTensor):
@@ -129,7 +138,9 @@ def build_model(
         hidden_units: units of each hidden layer, (128, 128) in the notebook.
         spec: the regularizer of the hidden layers' kernels; the output layer has none.
         sparse: take `tf.SparseTensor` rows (`to_sparse_tensor`); the first layer is a `MultiHotDense`.
-        exact: make the first layer a `MultiHotDense` for dense rows too, so they train as sparse rows do.
+        exact: sum the first layer's products exactly, for wide rows (`encoded_arrays.TrainingData.wide`),
+            dense or sparse; without it, sparse rows go through Keras' own product, as dense rows do.
+            Either way dense and sparse rows train to the same bits.
 
     Returns:
         An uncompiled model whose layers are named `hidden_1`, `hidden_2`, ..., `output`.
@@ -137,10 +148,11 @@ def build_model(
     inputs = keras.Input(shape=(num_words,), sparse=sparse, name="multi_hot")
     features = inputs
     for number, units in enumerate(hidden_units, start=1):
-        dense_class = MultiHotDense if (sparse or exact) and number == 1 else layers.Dense
-        features = dense_class(
-            units, activation="relu", kernel_regularizer=make_regularizer(spec), name=f"hidden_{number}"
-        )(features)
+        options = {"activation": "relu", "kernel_regularizer": make_regularizer(spec), "name": f"hidden_{number}"}
+        if number == 1 and (sparse or exact):
+            features = MultiHotDense(units, exact=exact, **options)(features)
+        else:
+            features = layers.Dense(units, **options)(features)
     outputs = layers.Dense(1, activation="sigmoid", name="output")(features)
     return keras.Model(inputs, outputs, name=MODEL_NAME)
 

@@ -55,7 +55,7 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
     train = params.train
     network.seed_everything(train.seed)
     model = network.build_model(
-        num_words=num_words, hidden_units=train.hidden_units, spec=params.models[model_name], sparse=True
+        num_words=num_words, hidden_units=train.hidden_units, spec=params.models[model_name], sparse=True, exact=True
     )
     model.compile(optimizer=network._optimizer(train.optimizer, train.learning_rate), loss="binary_crossentropy")
     model.optimizer.build(model.trainable_variables)
