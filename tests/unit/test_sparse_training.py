@@ -146,7 +146,9 @@ def test_two_sparse_trainings_give_the_same_bytes(params):
 
     def weights() -> dict[str, np.ndarray]:
         seed_everything(5)
-        model = build_model(num_words=10_000, hidden_units=(16,), spec=RegularizerSpec("l1", 0.001), sparse=True, exact=True)
+        model = build_model(
+            num_words=10_000, hidden_units=(16,), spec=RegularizerSpec("l1", 0.001), sparse=True, exact=True
+        )
         train_model(model, train_data=(rows, labels), validation_data=(rows, labels), params=params)
         return layer_weights(model)
 
@@ -163,7 +165,9 @@ def test_a_sparse_trained_model_is_saved_as_the_plain_network(tmp_path, params):
     x, y = review_rows(100, 10_000, seed=4)
     rows, labels = sparse_rows(x), y.astype(np.float32)[:, None]
     seed_everything(1)
-    model = build_model(num_words=10_000, hidden_units=(16, 16), spec=RegularizerSpec("l1", 0.001), sparse=True, exact=True)
+    model = build_model(
+        num_words=10_000, hidden_units=(16, 16), spec=RegularizerSpec("l1", 0.001), sparse=True, exact=True
+    )
     train_model(model, train_data=(rows, labels), validation_data=(rows, labels), params=params)
     save_model(model, tmp_path / "model.keras")
 
