@@ -13,7 +13,8 @@ once, each as `dvc exp run --temp` in a temporary workspace of its own, logging 
 stages with its own run-cache entry: a point computed before, here or on a machine sharing the
 run-cache through a DVC remote, is restored instead of trained, so adding a width, rate or seed
 to a finished study trains only the new points. Rerunning replaces the experiments it runs, each
-once its replacement has succeeded: until then it runs as `rerun-<experiment>`.
+once its replacement has succeeded: until then it runs as `rerun-<experiment>`, and a rerun
+with failed points replaces nothing. One study runs in a repository at a time (`STUDY_LOCK`).
 
 Every point holds out the same validation split of the training set (`study.grid`); the
 summary chooses each rate on it and reports the test set.
@@ -37,7 +38,10 @@ way (`child_processes.ending_with_this_process`).
 """
 
 import argparse
+import fcntl
 import logging
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -71,6 +75,9 @@ LOG_DIR = Path(".dvc/tmp/study")
 POLL_SECONDS = 0.25
 # What an experiment runs as while an earlier one of its name still exists.
 RERUN_PREFIX = "rerun-"
+# Where `dvc exp run --temp` makes its workspaces, `tmp*` each; and the lock one study holds.
+TEMP_WORKSPACES = Path(".dvc/tmp/exps/standalone")
+STUDY_LOCK = Path(".dvc/tmp/study.lock")
 
 
 class StudyStopped(StudyError):
@@ -106,6 +113,8 @@ def absolute_data_url(overrides: list[str], params_url: str | None, root: Path) 
     directory, as a shell would have read it.
     """
     given = [override for override in overrides if override.startswith(DATA_URL)]
+    if given and given[-1].removeprefix(DATA_URL).strip().lower() == "null":
+        return overrides  # the source's official URL, as in params.yaml
     url = unquoted_value(given[-1].removeprefix(DATA_URL)) if given else params_url
     local = None if url is None else local_path(url)
     if local is None or (not given and local.is_absolute()):
@@ -134,6 +143,8 @@ def check_overrides(
     """
     from dvc.exceptions import DvcException
     from dvc.utils.hydra import apply_overrides
+    from dvc.utils.serialize import parse_yaml
+    from omegaconf.errors import OmegaConfBaseException
 
     for override in overrides:
         key = override.lstrip("+~").partition("=")[0].strip()
@@ -152,9 +163,19 @@ def check_overrides(
             for setting in settings:
                 try:
                     apply_overrides(copy, [setting])
-                except DvcException as error:
-                    cause = f": {cli.one_line(str(error.__cause__))}" if error.__cause__ else ""
-                    raise StudyError(f"-S {setting} cannot be applied to {params_file}{cause}") from None
+                except (DvcException, OmegaConfBaseException) as error:
+                    cause = error.__cause__ or (error if isinstance(error, OmegaConfBaseException) else None)
+                    details = f": {cli.one_line(str(cause))}" if cause else ""
+                    raise StudyError(f"-S {setting} cannot be applied to {params_file}{details}") from None
+                if setting in overrides:
+                    # Checked at once, or the study's own settings that follow would take the blame.
+                    try:
+                        sections = parse_yaml(copy.read_text(encoding="utf-8"), str(copy))
+                    except DvcException:
+                        raise StudyError(f"-S {setting} leaves {params_file} no longer YAML") from None
+                    for section in ("data", "train"):
+                        if not isinstance(sections, dict) or not isinstance(sections.get(section), dict):
+                            raise StudyError(f"-S {setting} leaves {params_file} without its {section} section")
             try:
                 parse_params(copy.read_text(encoding="utf-8"))
             except ParamsError as error:
@@ -317,6 +338,7 @@ class StudyRunner:
                     raise StudyStopped("the study was stopped")
         except BaseException:
             self.children.stop()
+            remove_stopped_workspaces(self.directory or Path.cwd())
             for run in self.runs:
                 run.log_file.close()
             raise
@@ -374,7 +396,11 @@ class StudyRunner:
         run.log_file.close()
         self.runs.remove(run)
         if exit_code == 0:
-            if run.experiment.name in self.replacing:
+            if run.experiment.name in self.replacing and run.attempt > 1:
+                # A rerun that left out failed points would replace their earlier results with nothing.
+                call_dvc("--wait-for-lock", "exp", "remove", RERUN_PREFIX + run.experiment.name)
+                log.warning("kept the earlier %s: its rerun has failed points", run.experiment.name)
+            elif run.experiment.name in self.replacing:
                 call_dvc(
                     "--wait-for-lock",
                     "exp",
@@ -412,6 +438,62 @@ class StudyRunner:
 
 def _tail(run: Run, lines: int = 15) -> str:
     return "\n".join(run.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+
+
+def hold_study_lock(root: Path) -> int:
+    """Take the repository's study lock for the rest of this process, which frees it however it ends.
+
+    Two studies in one repository would train every point twice and overwrite each other's
+    experiments and logs.
+
+    Raises:
+        StudyError: another study holds it.
+    """
+    path = root / STUDY_LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise StudyError(f"another study runs in {root} (it holds {STUDY_LOCK}); wait for it or stop it") from None
+    return descriptor
+
+
+def _experiment_processes(root: Path) -> list[int]:
+    """Live processes of `dvc exp` in this repository: those working in its experiments' workspaces, or DVC's own."""
+    workspaces = (root / TEMP_WORKSPACES).resolve()
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            working_directory = Path(os.readlink(entry / "cwd"))
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # ended meanwhile, or not ours to read
+        # `dvc exp ...`, `python -m dvc exp ...`, or either behind `ending_with_this_process`.
+        is_dvc = any(part == b"dvc" or part.endswith(b"/dvc") for part in command) and b"exp" in command
+        if working_directory.is_relative_to(workspaces) or (is_dvc and working_directory.is_relative_to(root)):
+            found.append(int(entry.name))
+    return found
+
+
+def remove_stopped_workspaces(root: Path) -> None:
+    """Remove the temporary workspaces that stopped `dvc exp run --temp`s left, when no experiment runs here.
+
+    DVC removes its workspace when an experiment ends, even by Ctrl-C, except when the stop comes
+    while it is still setting the workspace up; `dvc exp show` then lists the experiment as
+    running for as long as its workspace exists. Called with the study lock held, after the
+    study's own experiments ended: a live `dvc exp` here is someone else's, and then nothing is removed.
+    """
+    leftovers = sorted((root / TEMP_WORKSPACES).glob("tmp*"))
+    if not leftovers:
+        return
+    if _experiment_processes(root.resolve()):
+        log.warning("left %d workspaces in %s as they are: a `dvc exp` runs here", len(leftovers), TEMP_WORKSPACES)
+        return
+    for workspace in leftovers:
+        shutil.rmtree(workspace, ignore_errors=True)
+    log.info("removed %d workspaces that stopped experiments left in %s", len(leftovers), TEMP_WORKSPACES)
 
 
 def earlier_experiments(experiments: list[StudyExperiment]) -> frozenset[str]:
@@ -456,6 +538,7 @@ def run_study(experiments: list[StudyExperiment], overrides: list[str], jobs: in
     Raises:
         StudyError: a point failed, or an experiment that ran is missing from `dvc exp list`.
     """
+    remove_stopped_workspaces(Path.cwd())
     runner = StudyRunner(experiments, overrides, jobs, LOG_DIR, replacing=earlier_experiments(experiments))
     runner.run()
     check_study(experiments, runner.succeeded, runner.failed_logs)
@@ -507,6 +590,7 @@ def main() -> None:
     experiments = select_shard(plan(widths, parse_rates(args.rates), args.seeds, params.train.seed), args.shard)
     overrides = absolute_data_url(args.overrides, params.data.url, Path.cwd())
     check_overrides(experiments, overrides, PARAMS_FILE, data_here=not args.scheduler)
+    hold_study_lock(Path.cwd())
     points = sum(len(experiment.points) for experiment in experiments)
     started = time.monotonic()
     if args.scheduler:

@@ -5,7 +5,9 @@ The runner is driven here by a stand-in for DVC that prints what `dvc exp run` p
 """
 
 import io
+import os
 import re
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -150,6 +152,8 @@ def test_a_local_data_url_becomes_absolute_and_quoted_and_others_stay(tmp_path, 
     assert absolute_data_url(["train.epochs=1"], "https://example.org/a.tar.gz", tmp_path) == ["train.epochs=1"]
     assert absolute_data_url([], "a,b.tar.gz", tmp_path) == [f"data.url='{tmp_path / 'a,b.tar.gz'}'"]
     assert absolute_data_url([], "/srv/a.tar.gz", tmp_path) == []  # params.yaml's own absolute path works as it is
+    # null is the source's official URL, as in params.yaml, not a file named null.
+    assert absolute_data_url(["data.url=null"], "/srv/a.tar.gz", tmp_path) == ["data.url=null"]
 
 
 @pytest.mark.parametrize(
@@ -164,6 +168,11 @@ def test_a_local_data_url_becomes_absolute_and_quoted_and_others_stay(tmp_path, 
         ("train.epochs=many", "train.epochs"),
         ("train.hidden_units=[0]", "train.hidden_units"),
         ("train.validation=0.99999", "train.validation"),
+        # Each named itself, not the study's settings that follow and can no longer apply.
+        ("train=5", "-S train=5 leaves"),
+        ("~train", "-S ~train leaves"),
+        ("train.hidden_units=[]", "train.hidden_units"),
+        ("train.optimizer=${oc.env:NO_SUCH_VARIABLE}", "-S train.optimizer=${oc.env:NO_SUCH_VARIABLE} cannot be"),
     ],
 )
 def test_overrides_are_checked_before_anything_runs_and_named(tmp_path, override, message):
@@ -343,10 +352,39 @@ def test_run_study_fails_naming_each_failed_point_and_its_log(tmp_path, fake_dvc
     with pytest.raises(StudyError) as caught:
         study.run.run_study(plan((100,), RATES, seeds=1, first_seed=0), [], jobs=1)
     assert str(caught.value) == "1 of 5 points failed: study-w100-s0/l1_0p001 (log .dvc/tmp/study/study-w100-s0.log)"
+    # The rerun without the failed point replaces nothing: the earlier result of that point stays.
     assert calls == [
         ("exp", "remove", "rerun-study-w100-s0"),
-        ("--wait-for-lock", "exp", "rename", "--force", "rerun-study-w100-s0", "study-w100-s0"),
+        ("--wait-for-lock", "exp", "remove", "rerun-study-w100-s0"),
     ]
+
+
+def test_a_second_study_in_the_same_repository_is_refused(tmp_path):
+    descriptor = study.run.hold_study_lock(tmp_path)
+    try:
+        with pytest.raises(StudyError, match="another study runs in"):
+            study.run.hold_study_lock(tmp_path)
+    finally:
+        os.close(descriptor)
+    os.close(study.run.hold_study_lock(tmp_path))  # free again once the first one ends
+
+
+def test_workspaces_of_stopped_experiments_are_removed_unless_an_experiment_runs(tmp_path):
+    workspaces = tmp_path / study.run.TEMP_WORKSPACES
+    (workspaces / "run").mkdir(parents=True)  # DVC's records of its runs: not a workspace
+    for name in ("tmpa1", "tmpb2"):
+        (workspaces / name / ".git").mkdir(parents=True)
+    # A process working in one of them: an experiment that runs.
+    working = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], cwd=workspaces / "tmpa1", stdin=subprocess.PIPE
+    )
+    try:
+        study.run.remove_stopped_workspaces(tmp_path)
+        assert sorted(path.name for path in workspaces.iterdir()) == ["run", "tmpa1", "tmpb2"]
+    finally:
+        working.communicate(b"")
+    study.run.remove_stopped_workspaces(tmp_path)
+    assert [path.name for path in workspaces.iterdir()] == ["run"]
 
 
 def test_progress_counts_points_and_estimates_the_time_left_by_their_cost():
