@@ -12,13 +12,16 @@ output `dvc.lock` records: the local cache's copy, or the remote's where the cac
 hash to its name. If one does not, a bad local copy is deleted (so the next pull downloads it
 again), nothing is checked out, and the command ends with one line naming the output and where
 the bad manifest is. Otherwise it runs `dvc checkout` and exits with its code (or the fetch's, if
-only the fetch failed, as `dvc pull` does).
+only the fetch failed, as `dvc pull` does); a file whose object did not arrive intact (a
+corrupted object, which DVC's verify drops) is named in one line, where `dvc pull` names only
+its output.
 
 Run from the project root.
 """
 
 import argparse
 import hashlib
+import json
 import logging
 import sys
 from collections.abc import Iterable, Mapping
@@ -136,6 +139,24 @@ def check_manifests(objects: Path, outputs: Mapping[str, str], remote: str | Non
         )
 
 
+def files_not_fetched(objects: Path, outputs: Mapping[str, str]) -> list[str]:
+    """The files of directory outputs whose objects are not in the local cache after a fetch.
+
+    With `verify = true`, DVC drops an object that does not hash to its name, silently, and its
+    checkout then fails naming only the output: here the file is named. Outputs whose manifest
+    is not in the cache are left to `check_manifests` and to `dvc checkout`.
+    """
+    missing = []
+    for md5, output in sorted(outputs.items(), key=lambda item: item[1]):
+        path = manifest_path(objects, md5)
+        if not path.is_file():
+            continue
+        for entry in json.loads(path.read_bytes()):
+            if not manifest_path(objects, entry["md5"]).is_file():
+                missing.append(f"{output}/{entry['relpath']}")
+    return missing
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="dvc pull, refusing directory manifests that do not match their hash.")
     parser.add_argument("-r", "--remote", help="the remote to pull from (default: the repository's default remote)")
@@ -145,9 +166,16 @@ def main() -> None:
     flags = [*(["--remote", args.remote] if args.remote else []), *(["--run-cache"] if args.run_cache else [])]
     fetch = run_dvc("fetch", *flags, capture=False)
     outputs = directory_outputs(_read_lock())
-    check_manifests(_cache_objects(), outputs, args.remote)
+    objects = _cache_objects()
+    check_manifests(objects, outputs, args.remote)
     log.info("the manifests of %d directory outputs match their hashes", len(outputs))
+    missing = files_not_fetched(objects, outputs)
     checkout = run_dvc("checkout", capture=False)
+    if missing:
+        raise cli.StageError(
+            f"{', '.join(missing)}: not fetched intact (corrupted or missing on the remote), so not checked out;"
+            " pull from another remote (--remote) or `dvc push` from a good clone"
+        )
     sys.exit(checkout.returncode or fetch.returncode)
 
 

@@ -28,7 +28,7 @@ from tests.support.project import (
     run_in,
     stages_run,
 )
-from tools.pull import TamperedManifestError, check_manifests
+from tools.pull import TamperedManifestError, check_manifests, files_not_fetched
 
 TRAIN_STAGES = {"train@basic", "train@l1", "train@l2"}
 BUCKET = "team-bucket"
@@ -188,6 +188,12 @@ def test_a_corrupted_object_in_the_directory_remote_fails_pull_and_a_good_remote
     assert "models/l1" in result.stdout + result.stderr
     assert not (clone / "models" / "l1").exists()
     assert not any((clone / ".dvc" / "cache").rglob(damaged.name))
+    # `tools.pull` names the file, not just its output.
+    result = module_result(clone, "tools.pull")
+    error_lines = [line for line in result.stderr.splitlines() if "not fetched intact" in line]
+    assert result.returncode == 1, result.stderr
+    assert len(error_lines) == 1 and "tools.pull: models/l1/weights.npz: not" in error_lines[0], result.stderr
+    assert not (clone / "models" / "l1").exists()
 
     run_dvc(clone, "remote", "modify", "--local", "--unset", "storage", "url")
     run_dvc(clone, "pull")
@@ -270,3 +276,14 @@ def test_tools_pull_deletes_a_bad_manifest_in_the_local_cache_and_names_its_outp
     assert "models/basic" not in str(error.value)
     assert not (tmp_path / bad_name[:2] / bad_name[2:]).exists()
     assert (tmp_path / good_md5[:2] / good_md5[2:]).read_bytes() == good
+
+
+def test_tools_pull_names_the_files_whose_objects_the_fetch_did_not_bring(tmp_path):
+    listing = b'[{"md5": "aa11", "relpath": "model.keras"}, {"md5": "bb22", "relpath": "weights.npz"}]'
+    manifest = hashlib.md5(listing).hexdigest() + ".dir"
+    for name, data in ((manifest, listing), ("aa11", b"model")):
+        (tmp_path / name[:2]).mkdir(exist_ok=True)
+        (tmp_path / name[:2] / name[2:]).write_bytes(data)
+    not_cached = hashlib.md5(b"other").hexdigest() + ".dir"
+    outputs = {manifest: "models/l1", not_cached: "models/l2"}
+    assert files_not_fetched(tmp_path, outputs) == ["models/l1/weights.npz"]
