@@ -46,7 +46,7 @@ def main() -> None:
     test = (network.model_input(data.test[0]), data.test[1])
     validation_data = test if train.validation == "test" else held_out
     network.seed_everything(train.seed)
-    # Wide rows train the same, to the bit, as dense or as sparse rows (`network.MultiHotDense`).
+    # Dense or sparse, rows train to the same bits (`network.MultiHotDense`; wide ones by its exact sums).
     model = network.build_model(
         num_words=data.num_words, hidden_units=train.hidden_units, spec=spec, sparse=data.sparse, exact=data.wide
     )
