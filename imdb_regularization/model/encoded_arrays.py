@@ -115,8 +115,8 @@ class TrainingData:
 
     @property
     def wide(self) -> bool:
-        """Whether the rows are mostly zeros: `train.input: auto` trains them as sparse rows."""
-        return choose_sparse("auto", self.density)
+        """Whether the rows are mostly zeros (`is_wide`): `train.input: auto` trains them as sparse rows."""
+        return is_wide(self.density)
 
 
 def save_row_blocks(path: Path, rows: RowBlocks) -> None:
@@ -236,10 +236,15 @@ def _check_multi_hot(path: Path, rows: np.ndarray) -> None:
         raise DataError(f"{path} holds the value {rows.max()}, not multi-hot 0/1 rows")
 
 
+def is_wide(density: float) -> bool:
+    """Whether rows with this fraction of ones are wide: mostly zeros, so sparse rows and the exact first layer pay."""
+    return bool(density < SPARSE_BELOW_DENSITY)
+
+
 def choose_sparse(setting: str, density: float) -> bool:
     """Whether to train on `SparseRows`: `train.input` (auto | dense | sparse), auto by the rows' density."""
     if setting == "auto":
-        return bool(density < SPARSE_BELOW_DENSITY)
+        return is_wide(density)
     return setting == "sparse"
 
 
@@ -304,7 +309,7 @@ def training_memory(*, rows: int, num_words: int, ones: int, first_layer_units: 
     if sparse:
         data = BYTES_PER_SPARSE_ONE * ones
     else:
-        wide = choose_sparse("auto", ones / max(1, rows * num_words))
+        wide = is_wide(ones / max(1, rows * num_words))
         data = (BYTES_PER_WIDE_DENSE_VALUE if wide else BYTES_PER_DENSE_VALUE) * rows * num_words
     return TRAINING_BASE_BYTES + data + BYTES_PER_FIRST_LAYER_WEIGHT * num_words * first_layer_units
 
