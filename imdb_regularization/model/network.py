@@ -69,29 +69,36 @@ def _exact_dense_product(rows: tf.Tensor, kernel: tf.Tensor):
     return tf.cast(product, kernel.dtype), gradient
 
 
-@tf.custom_gradient
-def _exact_sparse_product(indices: tf.Tensor, values: tf.Tensor, dense_shape: tf.Tensor, kernel: tf.Tensor):
-    """rows @ kernel for sparse rows (indices, values, dense_shape), summed exactly; its kernel gradient likewise.
+def sparse_product(dtype: tf.DType):
+    """rows @ kernel for sparse rows (indices, values, dense_shape), summed in `dtype`; its kernel gradient likewise.
 
     Both products run on the rows as a compressed sparse row (CSR) matrix, one multiply-add per
     non-zero and kernel column; the transpose for the gradient is a CSR matrix too, so neither
-    product ever touches the zeros.
+    product ever touches the zeros. Training sums in `EXACT`; the benchmark also times float32.
     """
-    rows = tf.raw_ops.SparseTensorToCSRSparseMatrix(
-        indices=indices, values=tf.cast(values, EXACT), dense_shape=dense_shape
-    )
-    product = tf.raw_ops.SparseMatrixMatMul(a=rows, b=tf.cast(kernel, EXACT))
 
-    def gradient(upstream: tf.Tensor) -> tuple[None, None, None, tf.Tensor]:
-        transposed = tf.raw_ops.SparseMatrixTranspose(input=rows, type=EXACT)
-        return (
-            None,
-            None,
-            None,
-            tf.cast(tf.raw_ops.SparseMatrixMatMul(a=transposed, b=tf.cast(upstream, EXACT)), kernel.dtype),
+    @tf.custom_gradient
+    def product(indices: tf.Tensor, values: tf.Tensor, dense_shape: tf.Tensor, kernel: tf.Tensor):
+        rows = tf.raw_ops.SparseTensorToCSRSparseMatrix(
+            indices=indices, values=tf.cast(values, dtype), dense_shape=dense_shape
         )
+        result = tf.raw_ops.SparseMatrixMatMul(a=rows, b=tf.cast(kernel, dtype))
 
-    return tf.cast(product, kernel.dtype), gradient
+        def gradient(upstream: tf.Tensor) -> tuple[None, None, None, tf.Tensor]:
+            transposed = tf.raw_ops.SparseMatrixTranspose(input=rows, type=dtype)
+            return (
+                None,
+                None,
+                None,
+                tf.cast(tf.raw_ops.SparseMatrixMatMul(a=transposed, b=tf.cast(upstream, dtype)), kernel.dtype),
+            )
+
+        return tf.cast(result, kernel.dtype), gradient
+
+    return product
+
+
+_exact_sparse_product = sparse_product(EXACT)
 
 
 class MultiHotDense(layers.Dense):

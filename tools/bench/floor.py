@@ -6,12 +6,16 @@ its kernel gradient over the training rows (2 × ones × units) and the validati
 test rows (ones × units). The parts measured here, each on its own in this process:
 - start-up: `import tensorflow`;
 - products: the first layer's sparse products (`network.MultiHotDense`'s forward and kernel
-  gradient) over every batch of an epoch, and its forward over the validation rows, × epochs;
+  gradient, summed in float64) over every batch of an epoch, one call per batch as in training,
+  and its forward over the validation rows, × epochs; and the same products summed in float32,
+  to show what the exact sums cost;
 - kernel update: the optimizer's step and the regularization penalty's gradient on every weight,
   × steps: work that follows num_words × units, not the ones, because Adam and the L1/L2 penalty
   touch every weight of the first layer at every step.
-The benchmark subtracts them from the stage's measured time: the rest is Keras' and tf.data's own
-work, the other layers, metrics and saving.
+- batching: Keras' own slicing of the shuffled sparse rows into batches, × epochs; in training it
+  runs in tf.data's threads beside the steps, competing with them for the cores.
+The benchmark subtracts start-up, products and kernel update from the stage's measured time: the
+rest is Keras' steps, the other layers, metrics, saving, and what batching takes from them.
 
 Run from a project copy whose `data/encoded/` exists (params from its params.yaml):
     python -m tools.bench.floor --data data/encoded --model l1 --out floor.json
@@ -39,7 +43,7 @@ def _best_seconds(function, repeats: int = REPEATS) -> float:
 
 def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
     """Each part of a train stage's time on the encoded rows in `data_dir`, and the floor (see the module)."""
-    from imdb_regularization.model.encoded_arrays import read_sparse_rows
+    from imdb_regularization.model.encoded_arrays import read_array, read_sparse_rows
     from imdb_regularization.params import load_params
 
     params = load_params()
@@ -48,6 +52,7 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
     python_seconds = time.perf_counter() - STARTED
     started = time.perf_counter()
     import tensorflow as tf
+    from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
 
     from imdb_regularization.model import network
 
@@ -61,6 +66,7 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
     model.optimizer.build(model.trainable_variables)
     units = train.hidden_units[0]
     x_train, x_test = network.to_sparse_tensor(train_rows), network.to_sparse_tensor(test_rows)
+    train_labels = read_array(data_dir, "y_train").astype("float32")[:, None]
     rows = train_rows.shape[0]
     batches = [
         tf.sparse.slice(x_train, [first, 0], [min(train.batch_size, rows - first), num_words])
@@ -69,18 +75,26 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
     kernel = model.get_layer("hidden_1").kernel
     upstream = tf.ones((train.batch_size, units))
 
-    # Python loops and closures only, unrolled when traced: no AutoGraph needed.
-    @tf.function(autograph=False)
-    def first_layer_products() -> None:
-        for batch in batches:
+    # One call per batch, the batch an argument, as Keras' steps run: batches given as constants of
+    # one graph would let TensorFlow share the kernel's conversion between them and fold their
+    # conversion to CSR, which a training cannot.
+    def timed_products(product):
+        @tf.function(autograph=False, reduce_retracing=True)
+        def step(batch: tf.SparseTensor) -> None:
             with tf.GradientTape() as tape:
                 tape.watch(kernel.value)
-                product = network._exact_sparse_product(batch.indices, batch.values, batch.dense_shape, kernel.value)
-            tape.gradient(product, kernel.value, output_gradients=upstream[: tf.shape(product)[0]])
+                result = product(batch.indices, batch.values, batch.dense_shape, kernel.value)
+            tape.gradient(result, kernel.value, output_gradients=upstream[: tf.shape(result)[0]])
 
-    @tf.function(autograph=False)
-    def validation_product() -> tf.Tensor:
-        return network._exact_sparse_product(x_test.indices, x_test.values, x_test.dense_shape, kernel.value)
+        @tf.function(autograph=False)
+        def validation(rows: tf.SparseTensor) -> tf.Tensor:
+            return product(rows.indices, rows.values, rows.dense_shape, kernel.value)
+
+        def epoch() -> None:
+            for batch in batches:
+                step(batch)
+
+        return _best_seconds(epoch) + _best_seconds(lambda: validation(x_test))
 
     @tf.function(autograph=False)
     def kernel_update() -> None:
@@ -90,8 +104,15 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
         gradients = tape.gradient(penalty, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         model.optimizer.apply(gradients, model.trainable_variables)
 
-    epoch_products = _best_seconds(first_layer_products) + _best_seconds(validation_product)
+    def batching() -> None:
+        """One epoch of Keras' own batching: the shuffled rows sliced into `tf.SparseTensor` batches."""
+        adapter = ArrayDataAdapter(x_train, train_labels, batch_size=train.batch_size, shuffle=True)
+        adapter.get_tf_dataset().reduce(0, lambda count, batch: count + 1)
+
+    epoch_products = timed_products(network._exact_sparse_product)
+    epoch_products_float32 = timed_products(network.sparse_product(tf.float32))
     step_update = _best_seconds(kernel_update)
+    epoch_batching = _best_seconds(batching)
     dense_rows = tf.random.uniform((train.batch_size, num_words))
     dense_seconds = _best_seconds(tf.function(lambda: tf.matmul(dense_rows, kernel.value), autograph=False))
     dense_rate = train.batch_size * num_words * units / dense_seconds
@@ -103,7 +124,9 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
         "ones_per_row": round(ones_train / rows, 1),
         "start_up_seconds": round(python_seconds + import_seconds, 3),
         "products_seconds": round(train.epochs * epoch_products, 6),
+        "products_float32_seconds": round(train.epochs * epoch_products_float32, 6),
         "kernel_update_seconds": round(steps * step_update, 6),
+        "batching_seconds": round(train.epochs * epoch_batching, 6),
         "products_rate_gmacs": round(floor_multiply_adds / (train.epochs * epoch_products) / 1e9, 2),
         "dense_rate_gmacs": round(dense_rate / 1e9, 2),
         "floor_multiply_adds": floor_multiply_adds,
