@@ -43,11 +43,14 @@ def _best_seconds(function, repeats: int = REPEATS) -> float:
 
 def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
     """Each part of a train stage's time on the encoded rows in `data_dir`, and the floor (see the module)."""
-    from imdb_regularization.model.encoded_arrays import read_array, read_sparse_rows
+    from imdb_regularization.model.encoded_arrays import SparseRows, read_for_training
     from imdb_regularization.params import load_params
 
     params = load_params()
-    train_rows, test_rows = (read_sparse_rows(data_dir / f"{name}.npy") for name in ("x_train", "x_test"))
+    # As the train stage reads them: the rows as `SparseRows`, the labels as Keras' losses want them.
+    data = read_for_training(data_dir, "sparse")
+    (train_rows, train_labels), (test_rows, _) = data.train, data.test
+    assert isinstance(train_rows, SparseRows) and isinstance(test_rows, SparseRows)  # what "sparse" reads
     num_words = train_rows.shape[1]
     python_seconds = time.perf_counter() - STARTED
     started = time.perf_counter()
@@ -66,7 +69,6 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
     model.optimizer.build(model.trainable_variables)
     units = train.hidden_units[0]
     x_train, x_test = network.to_sparse_tensor(train_rows), network.to_sparse_tensor(test_rows)
-    train_labels = read_array(data_dir, "y_train").astype("float32")[:, None]
     rows = train_rows.shape[0]
     batches = [
         tf.sparse.slice(x_train, [first, 0], [min(train.batch_size, rows - first), num_words])
