@@ -3,19 +3,24 @@
 The floor: start-up (Python and TensorFlow's import) plus the multiply-adds the non-zeros need,
 at the rate this machine's dense matrix product reaches: per epoch, the first layer's product and
 its kernel gradient over the training rows (2 × ones × units) and the validation pass over the
-test rows (ones × units). The parts measured here, each on its own in this process:
+test rows (ones × units).
+
+The stage's fit, taken apart: whole trainings (`network.train_model`, the stage's params, the best
+of two each) in this process, with and without each of its two largest costs that grow with num_words:
+- batching: Keras slicing the shuffled sparse rows, or one pre-built batch repeated for as many
+  steps (no batching left; in tf.data's threads batching runs beside the steps, competing with
+  them for the cores, so what it costs depends on how long the steps take);
+- the first layer's products summed in float64 (the stage, see `network.EXACT`) or in float32.
+Parts timed alone, each in its own loop (the same work inside a training, where it shares the
+cores with the rest, can take longer):
 - start-up: `import tensorflow`;
 - products: the first layer's sparse products (`network.MultiHotDense`'s forward and kernel
-  gradient, summed in float64) over every batch of an epoch, one call per batch as in training,
-  and its forward over the validation rows, × epochs; and the same products summed in float32,
-  to show what the exact sums cost;
+  gradient, summed in float64, and in float32) over every batch of an epoch, one call per batch
+  as in training, and its forward over the validation rows, × epochs;
 - kernel update: the optimizer's step and the regularization penalty's gradient on every weight,
   × steps: work that follows num_words × units, not the ones, because Adam and the L1/L2 penalty
-  touch every weight of the first layer at every step.
-- batching: Keras' own slicing of the shuffled sparse rows into batches, × epochs; in training it
-  runs in tf.data's threads beside the steps, competing with them for the cores.
-The benchmark subtracts start-up, products and kernel update from the stage's measured time: the
-rest is Keras' steps, the other layers, metrics, saving, and what batching takes from them.
+  touch every weight of the first layer at every step;
+- batching: Keras' own slicing of the shuffled sparse rows into batches, × epochs.
 
 Run from a project copy whose `data/encoded/` exists (params from its params.yaml):
     python -m tools.bench.floor --data data/encoded --model l1 --out floor.json
@@ -24,7 +29,9 @@ Run from a project copy whose `data/encoded/` exists (params from its params.yam
 import argparse
 import json
 import time
+import warnings
 from pathlib import Path
+from unittest import mock
 
 STARTED = time.perf_counter()
 REPEATS = 3
@@ -49,7 +56,7 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
     params = load_params()
     # As the train stage reads them: the rows as `SparseRows`, the labels as Keras' losses want them.
     data = read_for_training(data_dir, "sparse")
-    (train_rows, train_labels), (test_rows, _) = data.train, data.test
+    (train_rows, train_labels), (test_rows, test_labels) = data.train, data.test
     assert isinstance(train_rows, SparseRows) and isinstance(test_rows, SparseRows)  # what "sparse" reads
     num_words = train_rows.shape[1]
     python_seconds = time.perf_counter() - STARTED
@@ -111,6 +118,33 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
         adapter = ArrayDataAdapter(x_train, train_labels, batch_size=train.batch_size, shuffle=True)
         adapter.get_tf_dataset().reduce(0, lambda count, batch: count + 1)
 
+    def fit_seconds(train_data: tuple) -> float:
+        """The best of two trainings as the stage runs them (validating on the test rows, the default), on `train_data`.
+
+        Two, because one such training here sometimes takes half again as long as the next.
+        """
+        timings = []
+        for _ in range(2):
+            network.seed_everything(train.seed)
+            spec = params.models[model_name]
+            model = network.build_model(
+                num_words=num_words, hidden_units=train.hidden_units, spec=spec, sparse=True, exact=True
+            )
+            started = time.perf_counter()
+            network.train_model(model, train_data=train_data, validation_data=(x_test, test_labels), params=train)
+            timings.append(time.perf_counter() - started)
+        return min(timings)
+
+    # The first batch at every step, as many steps as an epoch has: a training without batching.
+    one_batch = tf.data.Dataset.from_tensors((batches[0], train_labels[: train.batch_size])).repeat(len(batches))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*shuffle=True.*")  # fit cannot shuffle a dataset: none wanted
+        fit = fit_seconds((x_train, train_labels))
+        fit_one_batch = fit_seconds((one_batch, None))
+        with mock.patch.object(network, "_exact_sparse_product", network.sparse_product(tf.float32)):
+            fit_float32 = fit_seconds((x_train, train_labels))
+            fit_one_batch_float32 = fit_seconds((one_batch, None))
+
     epoch_products = timed_products(network._exact_sparse_product)
     epoch_products_float32 = timed_products(network.sparse_product(tf.float32))
     step_update = _best_seconds(kernel_update)
@@ -125,6 +159,10 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
         "num_words": num_words,
         "ones_per_row": round(ones_train / rows, 1),
         "start_up_seconds": round(python_seconds + import_seconds, 3),
+        "fit_seconds": round(fit, 3),
+        "fit_one_batch_seconds": round(fit_one_batch, 3),
+        "fit_float32_seconds": round(fit_float32, 3),
+        "fit_one_batch_float32_seconds": round(fit_one_batch_float32, 3),
         "products_seconds": round(train.epochs * epoch_products, 6),
         "products_float32_seconds": round(train.epochs * epoch_products_float32, 6),
         "kernel_update_seconds": round(steps * step_update, 6),

@@ -300,39 +300,50 @@ def _floor_table(rows: list[dict[str, Any]]) -> list[str]:
     if row is None:
         return []
     floor, stage = row["floor"], row["train"]["seconds"]
-    measured = floor["start_up_seconds"] + floor["products_seconds"] + floor["kernel_update_seconds"]
     parts = [
         ("one train stage, measured", stage),
         ("start-up: Python, reading the rows, `import tensorflow`", floor["start_up_seconds"]),
+        ("its training (`fit`), as the stage runs it (below: taken apart)", floor["fit_seconds"]),
+        ("saving, and what else lies outside `fit`", stage - floor["start_up_seconds"] - floor["fit_seconds"]),
         (
-            f"the first layer's sparse products, float64 sums, a call per batch ({floor['products_rate_gmacs']} G "
-            "multiply-adds/s)",
+            "timed alone: the first layer's products, float64 sums, a call per batch "
+            f"({floor['products_rate_gmacs']} G multiply-adds/s)",
             floor["products_seconds"],
         ),
+        ("timed alone: the same products summed in float32", floor["products_float32_seconds"]),
         (
-            "kernel update: Adam and the penalty on every num_words × units weight, every step",
+            "timed alone: kernel update, Adam and the penalty on every num_words × units weight, every step",
             floor["kernel_update_seconds"],
         ),
         (
-            "the rest: Keras' steps, the other layers, metrics, saving, and what batching takes from them",
-            stage - measured,
-        ),
-        (
-            "not in the sum: batching, Keras slicing the shuffled sparse rows (in tf.data threads)",
+            "timed alone: Keras slicing the shuffled sparse rows into batches (CPU, in tf.data threads)",
             floor["batching_seconds"],
         ),
-        ("not in the sum: the same products summed in float32", floor["products_float32_seconds"]),
         (
             f"floor: start-up + ones × units multiply-adds ({floor['floor_multiply_adds'] / 1e9:.0f} G) at the dense "
             f"product's {floor['dense_rate_gmacs']} G/s",
             floor["floor_seconds"],
         ),
     ]
+    fits = [
+        ["Keras' batching of the shuffled rows", floor["fit_seconds"], floor["fit_float32_seconds"]],
+        ["one pre-built batch at every step", floor["fit_one_batch_seconds"], floor["fit_one_batch_float32_seconds"]],
+    ]
     return [
-        f"Where one train stage's time goes at num_words={row['num_words']:,} ({floor['ones_per_row']} ones a row):",
+        f"Where one train stage's time goes at num_words={row['num_words']:,} ({floor['ones_per_row']} ones a row); "
+        "a part timed alone takes less than the same work inside a training, where it shares two cores with the rest:",
         "",
         *_table(
             ["part", "seconds", "÷ stage"], [[name, f"{value:.1f}", f"{value / stage:.2f}"] for name, value in parts]
+        ),
+        "",
+        "Its `fit` without batching, without the exact float64 sums, and without both (seconds; the best of two "
+        "trainings each, in one process; what is left without both is Keras' steps, the other layers, "
+        "validation, and Adam and the penalty on the kernel):",
+        "",
+        *_table(
+            ["batches", "float64 sums (the stage)", "float32 sums"],
+            [[name, f"{exact:.1f}", f"{float32:.1f}"] for name, exact, float32 in fits],
         ),
     ]
 
