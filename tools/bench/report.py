@@ -336,7 +336,6 @@ def _floor_table(rows: list[dict[str, Any]]) -> list[str]:
         *_table(
             ["part", "seconds", "÷ stage"], [[name, f"{value:.1f}", f"{value / stage:.2f}"] for name, value in parts]
         ),
-        "",
         "Its `fit` without batching, without the exact float64 sums, and without both (seconds; the best of two "
         "trainings each, in one process; what is left without both is Keras' steps, the other layers, "
         "validation, and Adam and the penalty on the kernel):",
