@@ -46,9 +46,9 @@ def main() -> None:
     test = (network.model_input(data.test[0]), data.test[1])
     validation_data = test if train.validation == "test" else held_out
     network.seed_everything(train.seed)
-    # Dense or sparse, rows train to the same bits (`network.MultiHotDense`; wide ones by its exact sums).
+    # Dense or sparse, rows train to the same bits (`network.MultiHotDense`).
     model = network.build_model(
-        num_words=data.num_words, hidden_units=train.hidden_units, spec=spec, sparse=data.sparse, exact=data.wide
+        num_words=data.num_words, hidden_units=train.hidden_units, spec=spec, sparse=data.sparse, wide=data.wide
     )
     log.info(
         "training %s (%s, rate %g) for %d epochs on %s rows (%.1f%% ones at num_words=%d; train.input: %s)",

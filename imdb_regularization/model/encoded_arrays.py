@@ -32,12 +32,11 @@ HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.fo
 # What one train stage holds in memory, for `estimate_training_memory`, from the peak RSS of train
 # stages measured at num_words 100, 1,000, 10,000 and 30,000 (docs/speed.md), rounded up: the
 # process with TensorFlow and Keras loaded; each one of sparse rows (its int64 index pair and
-# float32 value, in NumPy, in TensorFlow and in Keras' batching, and the float64 value of the exact
-# first layer); each value of dense rows (float32 in NumPy and in TensorFlow, and the uint8 rows
-# read), and of wide dense rows, which go through the exact first layer, also the float64 copy of
-# the validation rows that its validation pass makes; each weight of the first layer (the weight,
-# its gradient, Adam's two moments, their float64 copies in the exact first layer and the
-# temporaries of the update and the penalty).
+# float32 value, in NumPy, in TensorFlow, in Keras' batching and in the first layer's CSR matrix);
+# each value of dense rows (float32 in NumPy and in TensorFlow, and the uint8 rows read), and of
+# wide dense rows also the bool mask and indices that turn the validation rows into a CSR matrix;
+# each weight of the first layer (the weight, its gradient, Adam's two moments and the
+# temporaries of the penalty).
 TRAINING_BASE_BYTES = 700 * 2**20
 BYTES_PER_SPARSE_ONE = 56
 BYTES_PER_DENSE_VALUE = 12

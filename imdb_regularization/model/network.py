@@ -2,9 +2,10 @@
 
 Every model shares `build_model` and `train_model`; only the regularizer differs. Wide, sparse
 multi-hot rows (`encoded_arrays.SparseRows`) train as `tf.SparseTensor` batches through
-`MultiHotDense`, whose cost follows the ones a review holds rather than `num_words`, and whose
-exact sums give wide dense rows the same training; the saved model is the same plain network
-either way.
+`MultiHotDense`, whose cost follows the ones a review holds rather than `num_words` and which
+multiplies wide dense rows the same way, so they train to the same bits; Adam steps their
+num_words-wide first kernel in one fused pass (`FusedAdam`). The saved model is the same plain
+network either way.
 """
 
 import json
@@ -47,88 +48,57 @@ def make_regularizer(spec: RegularizerSpec) -> keras.regularizers.Regularizer | 
     raise ValueError(f"unknown regularizer {spec.regularizer!r}")
 
 
-# The first layer's products are summed in float64 and rounded once to float32. A float32 sum
-# depends on the order of its terms, and a dense product (blocked by the matrix library) adds
-# them in another order than a sparse one (row by row): over a training the two drift apart.
-# A 0/1 row times the kernel is a sum of kernel entries, as is each entry of the kernel's
-# gradient (a sum of upstream values): in float64 a different order moves such a sum by far
-# less than float32's rounding step, so both forms round to the same float32, and dense and
-# sparse rows train to the same bits.
-EXACT = tf.float64
-
-
+# Wide rows' first layer multiplies compressed sparse rows (CSR), whether the rows came dense or
+# sparse: dense rows are turned into the same CSR matrix batch by batch, so both add the same terms
+# in the same order (row by row, columns ascending) and train to the same bits. A float32 sum
+# depends on that order, and Keras' dense product adds in its matrix library's blocked order.
 @tf.custom_gradient
-def _exact_dense_product(rows: tf.Tensor, kernel: tf.Tensor):
-    """rows @ kernel for dense 0/1 rows, summed exactly; its gradient for the kernel is rowsᵀ @ upstream, likewise."""
-    exact_rows = tf.cast(rows, EXACT)
-    product = tf.matmul(exact_rows, tf.cast(kernel, EXACT))
+def sparse_product(indices: tf.Tensor, values: tf.Tensor, dense_shape: tf.Tensor, kernel: tf.Tensor):
+    """rows @ kernel for sparse rows (indices, values, dense_shape); its gradient for the kernel is rowsᵀ @ upstream.
 
-    def gradient(upstream: tf.Tensor) -> tuple[None, tf.Tensor]:
-        return None, tf.cast(tf.matmul(exact_rows, tf.cast(upstream, EXACT), transpose_a=True), kernel.dtype)
-
-    return tf.cast(product, kernel.dtype), gradient
-
-
-def sparse_product(dtype: tf.DType):
-    """rows @ kernel for sparse rows (indices, values, dense_shape), summed in `dtype`; its kernel gradient likewise.
-
-    Both products run on the rows as a compressed sparse row (CSR) matrix, one multiply-add per
-    non-zero and kernel column; the transpose for the gradient is a CSR matrix too, so neither
-    product ever touches the zeros. Training sums in `EXACT`; the benchmark also times float32.
+    Both products run on the rows as a CSR matrix, one multiply-add per non-zero and kernel
+    column; the transpose for the gradient is a CSR matrix too, so neither touches the zeros.
     """
+    rows = tf.raw_ops.SparseTensorToCSRSparseMatrix(indices=indices, values=values, dense_shape=dense_shape)
 
-    @tf.custom_gradient
-    def product(indices: tf.Tensor, values: tf.Tensor, dense_shape: tf.Tensor, kernel: tf.Tensor):
-        rows = tf.raw_ops.SparseTensorToCSRSparseMatrix(
-            indices=indices, values=tf.cast(values, dtype), dense_shape=dense_shape
-        )
-        result = tf.raw_ops.SparseMatrixMatMul(a=rows, b=tf.cast(kernel, dtype))
+    def gradient(upstream: tf.Tensor) -> tuple[None, None, None, tf.Tensor]:
+        transposed = tf.raw_ops.SparseMatrixTranspose(input=rows, type=kernel.dtype)
+        return None, None, None, tf.raw_ops.SparseMatrixMatMul(a=transposed, b=upstream)
 
-        def gradient(upstream: tf.Tensor) -> tuple[None, None, None, tf.Tensor]:
-            transposed = tf.raw_ops.SparseMatrixTranspose(input=rows, type=dtype)
-            return (
-                None,
-                None,
-                None,
-                tf.cast(tf.raw_ops.SparseMatrixMatMul(a=transposed, b=tf.cast(upstream, dtype)), kernel.dtype),
-            )
-
-        return tf.cast(result, kernel.dtype), gradient
-
-    return product
-
-
-_exact_sparse_product = sparse_product(EXACT)
+    return tf.raw_ops.SparseMatrixMatMul(a=rows, b=kernel), gradient
 
 
 class MultiHotDense(layers.Dense):
     """`layers.Dense` for multi-hot rows that trains dense and sparse rows to the same bits.
 
-    With `exact` (wide rows), its products are summed exactly (see `EXACT`), dense rows or sparse
-    ones, and sparse rows are multiplied through their non-zeros only: Keras' Dense accepts a
-    SparseTensor too, but gathers one copy of a kernel row per non-zero before summing them (a
-    batch's non-zeros × units floats, the whole validation set's at once when the model is called
-    on it) and scatters its gradient back the same way, in time and in memory more than the dense
-    product it replaces. Without it (narrow rows, where dense is both faster and Keras' own
-    float32 product), a sparse batch is made dense and goes through Dense's own product, as dense
-    rows do. Same weights, same name, same config: only training uses this class (see `save_model`).
+    With `wide` (rows that are mostly zeros), rows dense or sparse go through `sparse_product`:
+    Keras' Dense accepts a SparseTensor too, but gathers one copy of a kernel row per non-zero
+    before summing them (a batch's non-zeros × units floats, the whole validation set's at once
+    when the model is called on it) and scatters its gradient back the same way, in time and in
+    memory more than the dense product it replaces. Without it (narrow rows, where dense is both
+    faster and Keras' own product), a sparse batch is made dense and goes through Dense's own
+    product, as dense rows do. Same weights, same name, same config: only training uses this
+    class (see `save_model`).
     """
 
-    def __init__(self, units: int, *, exact: bool, **kwargs):
+    def __init__(self, units: int, *, wide: bool, **kwargs):
         super().__init__(units, **kwargs)
-        self.exact = exact
+        self.wide = wide
 
     def call(self, inputs, training=None):
-        if not self.exact:
+        if not self.wide:
             if isinstance(inputs, tf.SparseTensor):
                 inputs = tf.sparse.to_dense(inputs)
             return super().call(inputs, training=training)
+        if not isinstance(inputs, tf.SparseTensor):
+            inputs = tf.sparse.from_dense(inputs)  # its indices in row-major order, as SparseRows' are
         # The kernel read outside the custom gradient, which then returns the gradient for that value.
-        kernel = tf.convert_to_tensor(self.kernel)
-        if isinstance(inputs, tf.SparseTensor):
-            outputs = _exact_sparse_product(inputs.indices, inputs.values, inputs.dense_shape, kernel)
-        else:
-            outputs = _exact_dense_product(inputs, kernel)
+        outputs = sparse_product(
+            inputs.indices,
+            tf.cast(inputs.values, self.kernel.dtype),
+            inputs.dense_shape,
+            tf.convert_to_tensor(self.kernel),
+        )
         outputs = tf.ensure_shape(outputs, (None, self.units))
         if self.bias is not None:
             outputs = keras.ops.add(outputs, self.bias)
@@ -136,7 +106,7 @@ class MultiHotDense(layers.Dense):
 
 
 def build_model(
-    *, num_words: int, hidden_units: tuple[int, ...], spec: RegularizerSpec, sparse: bool = False, exact: bool = False
+    *, num_words: int, hidden_units: tuple[int, ...], spec: RegularizerSpec, sparse: bool = False, wide: bool = False
 ) -> keras.Model:
     """The notebook's network: ReLU hidden layers carrying the regularizer, then one sigmoid unit.
 
@@ -145,9 +115,9 @@ def build_model(
         hidden_units: units of each hidden layer, (128, 128) in the notebook.
         spec: the regularizer of the hidden layers' kernels; the output layer has none.
         sparse: take `tf.SparseTensor` rows (`to_sparse_tensor`); the first layer is a `MultiHotDense`.
-        exact: sum the first layer's products exactly, for wide rows (`encoded_arrays.TrainingData.wide`),
-            dense or sparse; without it, sparse rows go through Keras' own product, as dense rows do.
-            Either way dense and sparse rows train to the same bits.
+        wide: the rows are mostly zeros (`encoded_arrays.TrainingData.wide`): the first layer multiplies
+            them, dense or sparse, as sparse rows; without it, sparse rows go through Keras' own
+            product, as dense rows do. Either way dense and sparse rows train to the same bits.
 
     Returns:
         An uncompiled model whose layers are named `hidden_1`, `hidden_2`, ..., `output`.
@@ -156,8 +126,8 @@ def build_model(
     features = inputs
     for number, units in enumerate(hidden_units, start=1):
         options = {"activation": "relu", "kernel_regularizer": make_regularizer(spec), "name": f"hidden_{number}"}
-        if number == 1 and (sparse or exact):
-            features = MultiHotDense(units, exact=exact, **options)(features)
+        if number == 1 and (sparse or wide):
+            features = MultiHotDense(units, wide=wide, **options)(features)
         else:
             features = layers.Dense(units, **options)(features)
     outputs = layers.Dense(1, activation="sigmoid", name="output")(features)
@@ -181,9 +151,44 @@ def model_input(x: ModelInput) -> np.ndarray | tf.SparseTensor:
     return to_sparse_tensor(x) if isinstance(x, SparseRows) else x
 
 
-def _optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
-    optimizers = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop, "sgd": keras.optimizers.SGD}
+class FusedAdam(keras.optimizers.Adam):
+    """Keras' Adam with each variable's step as TensorFlow's one fused kernel (`ResourceApplyAdam`).
+
+    Keras' own step is about a dozen element-wise ops per variable, each a pass over all its
+    weights; on wide rows the first kernel (num_words × units weights) makes those passes most of
+    a training. The fused kernel computes the same formula in one pass. It rounds 1 − β in
+    float32 where Keras rounds it in Python, so weights differ from Adam's in their last bits.
+    A trained model is saved with Keras' Adam and the same state (`plain_model`).
+    """
+
+    def update_step(self, gradient, variable, learning_rate):
+        dtype = variable.dtype
+        step = tf.cast(self.iterations + 1, dtype)
+        index = self._get_variable_index(variable)
+        tf.raw_ops.ResourceApplyAdam(
+            var=variable.handle,
+            m=self._momentums[index].value.handle,
+            v=self._velocities[index].value.handle,
+            beta1_power=tf.pow(tf.cast(self.beta_1, dtype), step),
+            beta2_power=tf.pow(tf.cast(self.beta_2, dtype), step),
+            lr=tf.cast(learning_rate, dtype),
+            beta1=tf.cast(self.beta_1, dtype),
+            beta2=tf.cast(self.beta_2, dtype),
+            epsilon=tf.cast(self.epsilon, dtype),
+            grad=tf.cast(gradient, dtype),
+        )
+
+
+def _optimizer(name: str, learning_rate: float, *, wide: bool) -> keras.optimizers.Optimizer:
+    """The optimizer `name`; Adam fused (`FusedAdam`) for a model of wide rows, where its passes dominate."""
+    adam = FusedAdam if wide else keras.optimizers.Adam
+    optimizers = {"adam": adam, "rmsprop": keras.optimizers.RMSprop, "sgd": keras.optimizers.SGD}
     return optimizers[name](learning_rate=learning_rate)
+
+
+def is_wide(model: keras.Model) -> bool:
+    """Whether `model` was built for wide rows (`build_model(wide=True)`)."""
+    return any(isinstance(layer, MultiHotDense) and layer.wide for layer in model.layers)
 
 
 class ValidationMetrics(keras.callbacks.Callback):
@@ -233,7 +238,7 @@ def train_model(
         TrainingError: the loss stopped being finite (the learning rate is too high).
     """
     model.compile(
-        optimizer=_optimizer(params.optimizer, params.learning_rate),
+        optimizer=_optimizer(params.optimizer, params.learning_rate, wide=is_wide(model)),
         loss=keras.losses.BinaryCrossentropy(),
         metrics=["accuracy", keras.metrics.BinaryCrossentropy(name="bce")],
         steps_per_execution=params.steps_per_execution,
@@ -287,7 +292,12 @@ def plain_model(model: keras.Model) -> keras.Model:
     plain = keras.Model(inputs, features, name=model.name)
     plain.set_weights(model.get_weights())
     if model.compiled:
-        plain.compile_from_config(model.get_compile_config())
+        config = model.get_compile_config()
+        if isinstance(model.optimizer, FusedAdam):  # saved as Keras' Adam, which loads anywhere
+            config["optimizer"] = keras.optimizers.serialize(
+                keras.optimizers.Adam.from_config(model.optimizer.get_config())
+            )
+        plain.compile_from_config(config)
         for copy, original in zip(plain.optimizer.variables, model.optimizer.variables, strict=True):
             copy.assign(original)
     return plain

@@ -10,13 +10,14 @@ of two each) in this process, with and without each of its two largest costs tha
 - batching: Keras slicing the shuffled sparse rows, or one pre-built batch repeated for as many
   steps (no batching left; in tf.data's threads batching runs beside the steps, competing with
   them for the cores, so what it costs depends on how long the steps take);
-- the first layer's products summed in float64 (the stage, see `network.EXACT`) or in float32.
+- the optimizer: Adam fused into one pass per variable (the stage, see `network.FusedAdam`) or
+  Keras' own Adam, about a dozen passes.
 Parts timed alone, each in its own loop (the same work inside a training, where it shares the
 cores with the rest, can take longer):
 - start-up: `import tensorflow`;
 - products: the first layer's sparse products (`network.MultiHotDense`'s forward and kernel
-  gradient, summed in float64, and in float32) over every batch of an epoch, one call per batch
-  as in training, and its forward over the validation rows, × epochs;
+  gradient) over every batch of an epoch, one call per batch as in training, and its forward
+  over the validation rows, × epochs;
 - kernel update: the optimizer's step and the regularization penalty's gradient on every weight,
   × steps: work that follows num_words × units, not the ones, because Adam and the L1/L2 penalty
   touch every weight of the first layer at every step;
@@ -61,6 +62,7 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
     num_words = train_rows.shape[1]
     python_seconds = time.perf_counter() - STARTED
     started = time.perf_counter()
+    import keras
     import tensorflow as tf
     from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
 
@@ -77,11 +79,13 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
             hidden_units=train.hidden_units,
             spec=params.models[model_name],
             sparse=True,
-            exact=True,
+            wide=True,
         )
 
     model = seeded_model()
-    model.compile(optimizer=network._optimizer(train.optimizer, train.learning_rate), loss="binary_crossentropy")
+    model.compile(
+        optimizer=network._optimizer(train.optimizer, train.learning_rate, wide=True), loss="binary_crossentropy"
+    )
     model.optimizer.build(model.trainable_variables)
     units = train.hidden_units[0]
     x_train, x_test = network.to_sparse_tensor(train_rows), network.to_sparse_tensor(test_rows)
@@ -96,23 +100,20 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
     # One call per batch, the batch an argument, as Keras' steps run: batches given as constants of
     # one graph would let TensorFlow share the kernel's conversion between them and fold their
     # conversion to CSR, which a training cannot.
-    def timed_products(product):
-        @tf.function(autograph=False, reduce_retracing=True)
-        def step(batch: tf.SparseTensor) -> None:
-            with tf.GradientTape() as tape:
-                tape.watch(kernel.value)
-                result = product(batch.indices, batch.values, batch.dense_shape, kernel.value)
-            tape.gradient(result, kernel.value, output_gradients=upstream[: tf.shape(result)[0]])
+    @tf.function(autograph=False, reduce_retracing=True)
+    def product_step(batch: tf.SparseTensor) -> None:
+        with tf.GradientTape() as tape:
+            tape.watch(kernel.value)
+            result = network.sparse_product(batch.indices, batch.values, batch.dense_shape, kernel.value)
+        tape.gradient(result, kernel.value, output_gradients=upstream[: tf.shape(result)[0]])
 
-        @tf.function(autograph=False)
-        def validation(rows: tf.SparseTensor) -> tf.Tensor:
-            return product(rows.indices, rows.values, rows.dense_shape, kernel.value)
+    @tf.function(autograph=False)
+    def validation_product(rows: tf.SparseTensor) -> tf.Tensor:
+        return network.sparse_product(rows.indices, rows.values, rows.dense_shape, kernel.value)
 
-        def epoch() -> None:
-            for batch in batches:
-                step(batch)
-
-        return _best_seconds(epoch) + _best_seconds(lambda: validation(x_test))
+    def epoch_of_products() -> None:
+        for batch in batches:
+            product_step(batch)
 
     @tf.function(autograph=False)
     def kernel_update() -> None:
@@ -146,12 +147,11 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
         warnings.filterwarnings("ignore", message=".*shuffle=True.*")  # fit cannot shuffle a dataset: none wanted
         fit = fit_seconds((x_train, train_labels))
         fit_one_batch = fit_seconds((one_batch, None))
-        with mock.patch.object(network, "_exact_sparse_product", network.sparse_product(tf.float32)):
-            fit_float32 = fit_seconds((x_train, train_labels))
-            fit_one_batch_float32 = fit_seconds((one_batch, None))
+        with mock.patch.object(network, "FusedAdam", keras.optimizers.Adam):
+            fit_keras_adam = fit_seconds((x_train, train_labels))
+            fit_one_batch_keras_adam = fit_seconds((one_batch, None))
 
-    epoch_products = timed_products(network._exact_sparse_product)
-    epoch_products_float32 = timed_products(network.sparse_product(tf.float32))
+    epoch_products = _best_seconds(epoch_of_products) + _best_seconds(lambda: validation_product(x_test))
     step_update = _best_seconds(kernel_update)
     epoch_batching = _best_seconds(batching)
     dense_rows = tf.random.uniform((train.batch_size, num_words))
@@ -166,10 +166,9 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
         "start_up_seconds": round(python_seconds + import_seconds, 3),
         "fit_seconds": round(fit, 3),
         "fit_one_batch_seconds": round(fit_one_batch, 3),
-        "fit_float32_seconds": round(fit_float32, 3),
-        "fit_one_batch_float32_seconds": round(fit_one_batch_float32, 3),
+        "fit_keras_adam_seconds": round(fit_keras_adam, 3),
+        "fit_one_batch_keras_adam_seconds": round(fit_one_batch_keras_adam, 3),
         "products_seconds": round(train.epochs * epoch_products, 6),
-        "products_float32_seconds": round(train.epochs * epoch_products_float32, 6),
         "kernel_update_seconds": round(steps * step_update, 6),
         "batching_seconds": round(train.epochs * epoch_batching, 6),
         "products_rate_gmacs": round(floor_multiply_adds / (train.epochs * epoch_products) / 1e9, 2),
