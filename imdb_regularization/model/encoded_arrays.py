@@ -236,7 +236,7 @@ def _check_multi_hot(path: Path, rows: np.ndarray) -> None:
 
 
 def is_wide(density: float) -> bool:
-    """Whether rows with this fraction of ones are wide: mostly zeros, so sparse rows and the exact first layer pay."""
+    """Whether rows with this fraction of ones are wide: mostly zeros, so sparse rows and a sparse first layer pay."""
     return bool(density < SPARSE_BELOW_DENSITY)
 
 

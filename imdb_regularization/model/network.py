@@ -58,6 +58,8 @@ def sparse_product(indices: tf.Tensor, values: tf.Tensor, dense_shape: tf.Tensor
 
     Both products run on the rows as a CSR matrix, one multiply-add per non-zero and kernel
     column; the transpose for the gradient is a CSR matrix too, so neither touches the zeros.
+    The indices must be in row-major order, as `to_sparse_tensor`, Keras' batching of its
+    tensor and `tf.sparse.from_dense` give them: the conversion to CSR does not sort them.
     """
     rows = tf.raw_ops.SparseTensorToCSRSparseMatrix(indices=indices, values=values, dense_shape=dense_shape)
 
@@ -158,8 +160,12 @@ class FusedAdam(keras.optimizers.Adam):
     weights; on wide rows the first kernel (num_words × units weights) makes those passes most of
     a training. The fused kernel computes the same formula in one pass. It rounds 1 − β in
     float32 where Keras rounds it in Python, so weights differ from Adam's in their last bits.
-    A trained model is saved with Keras' Adam and the same state (`plain_model`).
+    A trained model is saved with Keras' Adam and the same state (`plain_model`), so it keeps
+    Adam's name; it has no AMSGrad, which params.yaml cannot turn on.
     """
+
+    def __init__(self, learning_rate: float, name: str = "adam"):
+        super().__init__(learning_rate=learning_rate, name=name)
 
     def update_step(self, gradient, variable, learning_rate):
         dtype = variable.dtype
@@ -186,7 +192,7 @@ def _optimizer(name: str, learning_rate: float, *, wide: bool) -> keras.optimize
     return optimizers[name](learning_rate=learning_rate)
 
 
-def is_wide(model: keras.Model) -> bool:
+def has_wide_first_layer(model: keras.Model) -> bool:
     """Whether `model` was built for wide rows (`build_model(wide=True)`)."""
     return any(isinstance(layer, MultiHotDense) and layer.wide for layer in model.layers)
 
@@ -238,7 +244,7 @@ def train_model(
         TrainingError: the loss stopped being finite (the learning rate is too high).
     """
     model.compile(
-        optimizer=_optimizer(params.optimizer, params.learning_rate, wide=is_wide(model)),
+        optimizer=_optimizer(params.optimizer, params.learning_rate, wide=has_wide_first_layer(model)),
         loss=keras.losses.BinaryCrossentropy(),
         metrics=["accuracy", keras.metrics.BinaryCrossentropy(name="bce")],
         steps_per_execution=params.steps_per_execution,
@@ -253,7 +259,8 @@ def train_model(
         verbose=2,
     )
     history = {name: [float(value) for value in values] for name, values in fitted.history.items()}
-    if len(history["loss"]) < params.epochs or not np.isfinite(history["loss"]).all():
+    # The validation metrics too: an epoch's loss is averaged before its last step, which may diverge alone.
+    if len(history["loss"]) < params.epochs or not all(np.isfinite(values).all() for values in history.values()):
         raise TrainingError(
             f"the loss became NaN or infinite at epoch {len(history['loss'])}; "
             f"try a lower train.learning_rate (now {params.learning_rate}) or a lower regularization rate"

@@ -78,6 +78,17 @@ def test_a_diverging_training_stops_with_a_clear_error(tiny_data, default_params
         train_model(model, train_data=tiny_data, validation_data=tiny_data, params=params)
 
 
+def test_a_training_whose_last_step_alone_diverges_stops_with_a_clear_error(tiny_data, default_params):
+    # One epoch of one batch: the loss recorded is the batch's before its step, finite; the step is not.
+    seed_everything(1)
+    params = dataclasses.replace(
+        default_params.train, epochs=1, batch_size=len(tiny_data[1]), optimizer="sgd", learning_rate=1e30
+    )
+    model = build_model(num_words=10, hidden_units=(8,), spec=RegularizerSpec("none", 0.0))
+    with pytest.raises(TrainingError, match="lower train.learning_rate"):
+        train_model(model, train_data=tiny_data, validation_data=tiny_data, params=params)
+
+
 @pytest.mark.parametrize("spec", [RegularizerSpec("none", 0.0), RegularizerSpec("l1", 0.01)])
 def test_validation_metrics_are_those_fit_computes_itself(spec, tiny_data, default_params):
     x, y = tiny_data

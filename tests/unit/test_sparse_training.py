@@ -202,6 +202,7 @@ def test_a_sparse_trained_model_is_saved_as_the_plain_network(tmp_path, params):
     assert [layer["config"]["name"] for layer in config["config"]["layers"]] == [layer.name for layer in dense.layers]
     assert {layer["class_name"] for layer in config["config"]["layers"]} == {"InputLayer", "Dense"}
     assert isinstance(model.optimizer, FusedAdam) and type(loaded.optimizer) is keras.optimizers.Adam
+    assert loaded.optimizer.name == "adam"
     plain = plain_model(model)
     assert plain.optimizer.iterations.numpy() == model.optimizer.iterations.numpy() == params.epochs * 2
     for copied, original in zip(plain.optimizer.variables, model.optimizer.variables, strict=True):
