@@ -295,7 +295,9 @@ def plain_model(model: keras.Model) -> keras.Model:
     inputs = keras.Input(shape=model.input_shape[1:], name=input_layer.name)
     features = inputs
     for layer in dense_layers:
-        features = layers.Dense.from_config(layer.get_config())(features)
+        # The layer's own dtype policy object, not a copy of its config: build_model's layers share one,
+        # which model.keras records, so the saved bytes match a model trained on dense rows.
+        features = layers.Dense.from_config({**layer.get_config(), "dtype": layer.dtype_policy})(features)
     plain = keras.Model(inputs, features, name=model.name)
     plain.set_weights(model.get_weights())
     if model.compiled:

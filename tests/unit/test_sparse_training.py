@@ -210,16 +210,16 @@ def test_a_sparse_trained_model_is_saved_as_the_plain_network(tmp_path, params):
     assert plain_model(dense) is dense
 
 
-def _wide_stage_copy(tmp_path: Path, train_input: str = "auto") -> None:
-    """In tmp_path: encoded 10,000-word rows, and params.yaml for a small, quick training on them."""
-    x_train, y_train = review_rows(200, 10_000, seed=5)
-    x_test, y_test = review_rows(100, 10_000, seed=6)
+def _stage_copy(tmp_path: Path, train_input: str = "auto", num_words: int = 10_000) -> None:
+    """In tmp_path: encoded rows at `num_words`, and params.yaml for a small, quick training on them."""
+    x_train, y_train = review_rows(200, num_words, seed=5)
+    x_test, y_test = review_rows(100, num_words, seed=6)
     write_encoded(
         tmp_path / "encoded", {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}, None
     )
     params_text = (PROJECT_ROOT / "params.yaml").read_text()
     for old, new in [
-        ("num_words: 100", "num_words: 10000"),
+        ("num_words: 100", f"num_words: {num_words}"),
         ("epochs: 20", "epochs: 2"),
         ("batch_size: 500", "batch_size: 50"),
         ("hidden_units: [128, 128]", "hidden_units: [8]"),
@@ -240,11 +240,12 @@ def _run_train_stage(directory: Path, monkeypatch, model: str = "l2") -> Path:
 
 
 @pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
-def test_the_train_stage_writes_the_same_bytes_from_wide_rows_dense_or_sparse(tmp_path, monkeypatch):
+@pytest.mark.parametrize("num_words", [100, 10_000])  # narrow rows: Keras' own product; wide: the CSR one
+def test_the_train_stage_writes_the_same_bytes_from_dense_or_sparse_rows(tmp_path, monkeypatch, num_words):
     outputs = {}
     for train_input in ("dense", "sparse"):
         keras.backend.clear_session()  # each stage runs in a process of its own: names count from the start
-        _wide_stage_copy(tmp_path / train_input, train_input)
+        _stage_copy(tmp_path / train_input, train_input, num_words)
         out = _run_train_stage(tmp_path / train_input, monkeypatch)
         outputs[train_input] = {path.name: path.read_bytes() for path in sorted(out.iterdir())}
     assert outputs["dense"] == outputs["sparse"]
@@ -252,7 +253,7 @@ def test_the_train_stage_writes_the_same_bytes_from_wide_rows_dense_or_sparse(tm
 
 @pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
 def test_the_train_stage_trains_wide_rows_sparse_and_writes_the_usual_files(tmp_path, monkeypatch, caplog):
-    _wide_stage_copy(tmp_path)
+    _stage_copy(tmp_path)
     x_test, _ = review_rows(100, 10_000, seed=6)
     caplog.set_level(logging.INFO, logger="stages.train")
     _run_train_stage(tmp_path, monkeypatch)
