@@ -3,7 +3,7 @@
 Each output is written under a temporary name beside its target (`.<stem>.tmp<pid><suffix>`)
 and renamed into place only once complete. SIGINT and SIGTERM unwind through `cli.run`, so
 the temporary is deleted; SIGKILL runs no cleanup, so the next write of the same target deletes
-temporaries whose process is gone.
+temporaries whose process is gone, and `.dvcignore` keeps them out of DVC's hashes meanwhile.
 
 Just before a rename publishes an output, the checks registered with `register_publish_check`
 run; one that raises keeps the output unpublished (`params.load_params` registers one that

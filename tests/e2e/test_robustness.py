@@ -10,6 +10,7 @@ tested in tests/unit/test_stop_signals.py.
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -159,6 +160,21 @@ def test_the_next_repro_reruns_the_stopped_stages_and_finishes_cleanly(repo):
     assert "Data and pipelines are up to date" in run_dvc(repo, "status")
     assert _temporaries(repo) == []
     assert set(json.loads((repo / "metrics" / "l1.json").read_text())) >= {"test_bce", "test_accuracy"}
+
+
+def test_a_temporary_left_by_a_killed_stage_changes_no_hash(repo):
+    """SIGKILL runs no cleanup: a stage's temporary may outlive it beside an output DVC then restores from its cache."""
+    dead_pid = 2**22 + 1  # above Linux's largest pid: no process has it
+    left = [repo / "models" / f".l1.tmp{dead_pid}", repo / "metrics" / f".l1.tmp{dead_pid}.json"]
+    left[0].mkdir()
+    (left[0] / "weights.npz").write_bytes(b"half written")
+    left[1].write_text("{}")
+    try:
+        assert "Data and pipelines are up to date" in run_dvc(repo, "status")
+        assert stages_run(run_dvc(repo, "repro")) == set()
+    finally:
+        shutil.rmtree(left[0])
+        left[1].unlink()
 
 
 def test_two_cold_runs_give_identical_bytes(repo, cold_run):
