@@ -177,7 +177,7 @@ def read_row_blocks(path: Path, max_bytes: int = READ_BLOCK_BYTES) -> Iterator[n
     toward the process's memory until it is unmapped, a block read only while the block lives.
 
     Raises:
-        DataError: the file is not a .npy file, or holds no 2-D, C-ordered (row by row) array.
+        DataError: the file is not a .npy file, or holds no 2-D, C-ordered (row by row) array with rows.
     """
     with path.open("rb") as file:
         try:
@@ -198,6 +198,8 @@ def read_row_blocks(path: Path, max_bytes: int = READ_BLOCK_BYTES) -> Iterator[n
             raise DataError(
                 f"{path} holds its array in Fortran (column by column) order, not row by row as encode writes"
             )
+        if shape[0] == 0:
+            raise DataError(f"{path} holds no rows (an array of shape {shape})")
         block_rows = max(1, max_bytes // max(1, shape[1] * dtype.itemsize))
         for first in range(0, shape[0], block_rows):
             count = min(block_rows, shape[0] - first)

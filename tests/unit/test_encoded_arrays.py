@@ -202,6 +202,18 @@ def test_sparse_rows_refuse_values_other_than_zero_and_one(tmp_path):
         read_sparse_rows(tmp_path / "x.npy")
 
 
+def test_a_file_of_no_rows_is_refused_as_such_not_as_a_width_mismatch(tmp_path):
+    write_encoded(
+        tmp_path,
+        {"x_train": np.zeros((0, 1000), dtype=np.uint8), "y_train": np.zeros(0, dtype=np.uint8)}
+        | {"x_test": _wide_rows(20, 1000, 30), "y_test": np.zeros(20, dtype=np.uint8)},
+        vocabulary=None,
+    )
+    for read in (lambda: read_for_training(tmp_path, "auto"), lambda: estimate_training_memory(tmp_path, "auto", 8)):
+        with pytest.raises(DataError, match=r"x_train.npy holds no rows \(an array of shape \(0, 1000\)\)"):
+            read()
+
+
 @pytest.mark.parametrize("fraction, held_out, kept", [(0.01, 0, 10), (0.99, 10, 0)])
 def test_a_validation_fraction_that_holds_out_no_row_or_every_row_is_refused_with_the_counts(fraction, held_out, kept):
     # params.yaml accepts both against a full 25,000-review split; these 10 rows are what a small archive gives.
