@@ -260,9 +260,11 @@ def train_model(
     )
     history = {name: [float(value) for value in values] for name, values in fitted.history.items()}
     # The validation metrics too: an epoch's loss is averaged before its last step, which may diverge alone.
-    if len(history["loss"]) < params.epochs or not all(np.isfinite(values).all() for values in history.values()):
+    finite = [all(np.isfinite(values[epoch]) for values in history.values()) for epoch in range(len(history["loss"]))]
+    if len(finite) < params.epochs or not all(finite):
+        first_bad = finite.index(False) + 1 if not all(finite) else len(finite)
         raise TrainingError(
-            f"the loss became NaN or infinite at epoch {len(history['loss'])}; "
+            f"the loss became NaN or infinite at epoch {first_bad}; "
             f"try a lower train.learning_rate (now {params.learning_rate}) or a lower regularization rate"
         )
     return history

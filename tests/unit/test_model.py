@@ -78,14 +78,16 @@ def test_a_diverging_training_stops_with_a_clear_error(tiny_data, default_params
         train_model(model, train_data=tiny_data, validation_data=tiny_data, params=params)
 
 
-def test_a_training_whose_last_step_alone_diverges_stops_with_a_clear_error(tiny_data, default_params):
-    # One epoch of one batch: the loss recorded is the batch's before its step, finite; the step is not.
+@pytest.mark.parametrize("epochs", [1, 3])
+def test_a_training_whose_last_step_alone_diverges_stops_with_a_clear_error(tiny_data, default_params, epochs):
+    # Epochs of one batch: the loss recorded is the batch's before its step, finite; the step is not,
+    # so epoch 1's validation is the first value to go NaN (epoch 2's loss follows, and fit stops there).
     seed_everything(1)
     params = dataclasses.replace(
-        default_params.train, epochs=1, batch_size=len(tiny_data[1]), optimizer="sgd", learning_rate=1e30
+        default_params.train, epochs=epochs, batch_size=len(tiny_data[1]), optimizer="sgd", learning_rate=1e30
     )
     model = build_model(num_words=10, hidden_units=(8,), spec=RegularizerSpec("none", 0.0))
-    with pytest.raises(TrainingError, match="lower train.learning_rate"):
+    with pytest.raises(TrainingError, match="at epoch 1; try a lower train.learning_rate"):
         train_model(model, train_data=tiny_data, validation_data=tiny_data, params=params)
 
 
