@@ -209,15 +209,25 @@ def read_row_blocks(path: Path, max_bytes: int = READ_BLOCK_BYTES) -> Iterator[n
             yield block.reshape(count, shape[1])
 
 
+def read_multi_hot_blocks(path: Path, max_bytes: int = READ_BLOCK_BYTES) -> Iterator[np.ndarray]:
+    """`read_row_blocks`, each block checked to hold uint8 zeros and ones as encode writes them.
+
+    Raises:
+        DataError: the file is not a 2-D .npy array of uint8 zeros and ones with rows.
+    """
+    for block in read_row_blocks(path, max_bytes):
+        _check_multi_hot(path, block)
+        yield block
+
+
 def read_sparse_rows(path: Path, max_bytes: int = READ_BLOCK_BYTES) -> SparseRows:
     """The multi-hot rows of a .npy file as `SparseRows`, reading one block of rows at a time.
 
     Raises:
-        DataError: the file is not a 2-D .npy array of uint8 zeros and ones (`read_row_blocks`).
+        DataError: the file is not a 2-D .npy array of uint8 zeros and ones (`read_multi_hot_blocks`).
     """
     starts, columns, num_columns, total = [np.zeros(1, dtype=np.int64)], [], 0, 0
-    for block in read_row_blocks(path, max_bytes):
-        _check_multi_hot(path, block)
+    for block in read_multi_hot_blocks(path, max_bytes):
         # NumPy finds the ones of a bool array several times faster than those of a uint8 one, and
         # 0/1 bytes are valid bools; one flat search then splits into rows and columns.
         flat = np.flatnonzero(block.view(np.bool_))
@@ -280,14 +290,8 @@ def read_for_training(directory: Path, setting: str = "dense") -> TrainingData:
         x_train, x_test = train_rows, read_sparse_rows(x_test_path)
     else:
         x_train = read_array(directory, "x_train").astype(np.float32)
-        # x_train was checked as it was read for its density; x_test is checked here.
-        x_test_rows = read_array(directory, "x_test")
-        if x_test_rows.ndim != 2:
-            raise DataError(
-                f"{x_test_path} holds a {x_test_rows.dtype} array of shape {x_test_rows.shape}, not 2-D rows"
-            )
-        _check_multi_hot(x_test_path, x_test_rows)
-        x_test = x_test_rows.astype(np.float32)
+        # x_train was checked as it was read for its density; x_test by the same reader, block by block.
+        x_test = np.concatenate(list(read_multi_hot_blocks(x_test_path))).astype(np.float32)
     if x_test.shape[1] != train_rows.shape[1]:
         raise DataError(f"{x_test_path} has rows of {x_test.shape[1]} words, {x_train_path} of {train_rows.shape[1]}")
     train = (x_train, _labels(directory, "y_train", x_train.shape[0]))
