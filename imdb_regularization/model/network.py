@@ -136,13 +136,51 @@ def build_model(
     return keras.Model(inputs, outputs, name=MODEL_NAME)
 
 
-def to_sparse_tensor(rows: SparseRows) -> tf.SparseTensor:
-    """`SparseRows` as the `tf.SparseTensor` a sparse model takes: a 1.0 at each (row, column) of a one."""
+def sparse_indices(rows: SparseRows) -> np.ndarray:
+    """The (row, column) of each one of `rows`, row by row and columns ascending, as a `tf.SparseTensor` takes them."""
     # Filled in place: TensorFlow copies the indices once more, and every copy is the size of the data.
     indices = np.empty((rows.nonzeros, 2), dtype=np.int64)
     indices[:, 0] = np.repeat(np.arange(rows.shape[0], dtype=np.int64), np.diff(rows.row_starts))
     indices[:, 1] = rows.columns
-    return tf.SparseTensor(indices, tf.ones(rows.nonzeros, dtype=tf.float32), rows.shape)
+    return indices
+
+
+def to_sparse_tensor(rows: SparseRows) -> tf.SparseTensor:
+    """`SparseRows` as the `tf.SparseTensor` a sparse model takes: a 1.0 at each (row, column) of a one."""
+    return tf.SparseTensor(sparse_indices(rows), tf.ones(rows.nonzeros, dtype=tf.float32), rows.shape)
+
+
+def shuffled_sparse_batches(rows: SparseRows, labels: np.ndarray, batch_size: int) -> tf.data.Dataset:
+    """`(tf.SparseTensor, labels)` batches of `rows`, one epoch's, in the order `fit(x, y, batch_size)` gives rows.
+
+    Keras' own adapter shuffles the row numbers, so sparse rows see the same batches in the same
+    order as dense rows do. With the seed `seed_everything` sets, that order is the same in every
+    epoch: fit starts a new iterator each epoch, which restarts the seeded shuffle (as in
+    tensorflow/tensorflow#29558; a test checks it). So the rows are put in that order once and
+    each batch is a contiguous slice of them: cutting batches from a `tf.SparseTensor` of all
+    rows, as Keras would, takes a dozen ragged TensorFlow ops a batch, whose CPU time on two
+    cores is taken from the training beside them.
+    """
+    # Keras has no public API for its batching; keras is pinned (pyproject.toml).
+    from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
+
+    numbered = ArrayDataAdapter(np.arange(rows.shape[0]), batch_size=batch_size, shuffle=True)
+    order = np.concatenate([numbers.numpy() for numbers in numbered.get_tf_dataset()])
+    shuffled = rows.take(order)
+    indices = sparse_indices(shuffled)
+    indices[:, 0] %= batch_size  # each one's row within its batch
+    first_rows = np.arange(0, rows.shape[0] + batch_size, batch_size).clip(max=rows.shape[0])
+    first_ones = shuffled.row_starts[first_rows]
+    indices, first_ones, first_rows = tf.constant(indices), tf.constant(first_ones), tf.constant(first_rows)
+    ordered_labels = tf.constant(labels[order])
+
+    def batch(number: tf.Tensor) -> tuple[tf.SparseTensor, tf.Tensor]:
+        batch_indices = indices[first_ones[number] : first_ones[number + 1]]
+        ones = tf.ones(tf.shape(batch_indices)[:1], dtype=tf.float32)
+        shape = tf.stack([first_rows[number + 1] - first_rows[number], rows.num_columns])
+        return tf.SparseTensor(batch_indices, ones, shape), ordered_labels[first_rows[number] : first_rows[number + 1]]
+
+    return tf.data.Dataset.range(numbered.num_batches).map(batch).prefetch(tf.data.AUTOTUNE)
 
 
 ModelInput: TypeAlias = "np.ndarray | SparseRows | tf.SparseTensor"
@@ -237,8 +275,8 @@ def train_model(
     The `bce` metric is the cross-entropy without the regularization penalty, which
     `loss` includes, so models with different penalties compare on `val_bce`. (A metric
     object also avoids the rank error that `metrics=['binary_crossentropy']` raises on
-    Keras 3 with 1-D targets.) `SparseRows` go in as one `tf.SparseTensor`: Keras batches it
-    with the same seeded shuffle as dense rows, so both see the same batches in the same order.
+    Keras 3 with 1-D targets.) `SparseRows` go in as `shuffled_sparse_batches`: the same
+    seeded shuffle as Keras gives dense rows, so both see the same batches in the same order.
 
     Raises:
         TrainingError: the loss stopped being finite (the learning rate is too high).
@@ -250,11 +288,15 @@ def train_model(
         steps_per_execution=params.steps_per_execution,
     )
     validation_x, validation_y = validation_data
+    x, y = train_data
+    batches = (
+        {"x": shuffled_sparse_batches(x, y, params.batch_size), "shuffle": False}  # shuffled as Keras would
+        if isinstance(x, SparseRows)
+        else {"x": x, "y": y, "batch_size": params.batch_size}
+    )
     fitted = model.fit(
-        model_input(train_data[0]),
-        train_data[1],
+        **batches,
         epochs=params.epochs,
-        batch_size=params.batch_size,
         callbacks=[ValidationMetrics(model_input(validation_x), validation_y), keras.callbacks.TerminateOnNaN()],
         verbose=2,
     )

@@ -30,6 +30,7 @@ from imdb_regularization.model.network import (
     predict_probabilities,
     save_model,
     seed_everything,
+    shuffled_sparse_batches,
     to_sparse_tensor,
     train_model,
 )
@@ -138,6 +139,43 @@ def test_sparse_training_gives_the_dense_results(width, spec, params):
     np.testing.assert_allclose(sparse_history["loss"], dense_history["loss"], atol=1e-4)
     assert sparse_history == dense_history
     np.testing.assert_array_equal(sparse_predictions, dense_predictions)
+
+
+def test_fit_gives_rows_in_one_order_every_epoch_which_the_sparse_batches_replay():
+    """`shuffled_sparse_batches` puts the rows in order once, because fit repeats its seeded shuffle each epoch."""
+    rows, batch_size, epochs = 230, 50, 3  # a partial last batch too
+    seen = []
+
+    def record(batch: np.ndarray) -> np.ndarray:
+        seen.append(batch[:, 0].astype(np.int64))
+        return batch
+
+    inputs = keras.Input(shape=(2,))
+    recorded = keras.layers.Lambda(
+        lambda x: tf.ensure_shape(tf.numpy_function(record, [x], tf.float32, stateful=True), (None, 2)),
+        output_shape=(2,),
+    )(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(recorded))
+    model.compile(optimizer="adam", loss="binary_crossentropy", steps_per_execution=3)
+    seed_everything(7)
+    numbered = np.stack([np.arange(rows), np.zeros(rows)], axis=1).astype(np.float32)  # column 0: the row number
+    model.fit(numbered, np.zeros((rows, 1), np.float32), epochs=epochs, batch_size=batch_size, verbose=0)
+
+    batches_per_epoch = -(-rows // batch_size)
+    assert len(seen) == epochs * batches_per_epoch
+    epoch_orders = [np.concatenate(seen[e * batches_per_epoch : (e + 1) * batches_per_epoch]) for e in range(epochs)]
+    assert not np.array_equal(epoch_orders[0], np.arange(rows)), "fit must shuffle, or this tests nothing"
+    for order in epoch_orders[1:]:
+        np.testing.assert_array_equal(order, epoch_orders[0])
+
+    seed_everything(7)
+    x = np.zeros((rows, 5), np.uint8)
+    x[np.arange(rows), np.arange(rows) % 5] = 1
+    batches = list(shuffled_sparse_batches(sparse_rows(x), np.arange(rows, dtype=np.float32)[:, None], batch_size))
+    assert len(batches) == batches_per_epoch
+    np.testing.assert_array_equal(np.concatenate([labels[:, 0] for _, labels in batches]), epoch_orders[0])
+    for sparse, labels in batches:  # each batch's rows are the rows its labels number
+        np.testing.assert_array_equal(tf.sparse.to_dense(sparse).numpy(), x[labels[:, 0].numpy().astype(int)])
 
 
 def test_the_fused_adam_steps_as_keras_adam_does_to_float32_rounding():

@@ -7,7 +7,7 @@ test rows (ones × units).
 
 The stage's fit, taken apart: whole trainings (`network.train_model`, the stage's params, the best
 of two each) in this process, with and without each of its two largest costs that grow with num_words:
-- batching: Keras slicing the shuffled sparse rows, or one pre-built batch repeated for as many
+- batching: the stage's (`network.shuffled_sparse_batches`), or one pre-built batch repeated for as many
   steps (no batching left; in tf.data's threads batching runs beside the steps, competing with
   them for the cores, so what it costs depends on how long the steps take);
 - the optimizer: Adam fused into one pass per variable (the stage, see `network.FusedAdam`) or
@@ -21,7 +21,8 @@ cores with the rest, can take longer):
 - kernel update: the optimizer's step and the regularization penalty's gradient on every weight,
   × steps: work that follows num_words × units, not the ones, because Adam and the L1/L2 penalty
   touch every weight of the first layer at every step;
-- batching: Keras' own slicing of the shuffled sparse rows into batches, × epochs.
+- batching: building a training's batches (`network.shuffled_sparse_batches`) and going through them
+  every epoch.
 
 Run from a project copy whose `data/encoded/` exists (params from its params.yaml):
     python -m tools.bench.floor --data data/encoded --model l1 --out floor.json
@@ -64,7 +65,6 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
     started = time.perf_counter()
     import keras
     import tensorflow as tf
-    from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
 
     from imdb_regularization.model import network
 
@@ -124,9 +124,10 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
         model.optimizer.apply(gradients, model.trainable_variables)
 
     def batching() -> None:
-        """One epoch of Keras' own batching: the shuffled rows sliced into `tf.SparseTensor` batches."""
-        adapter = ArrayDataAdapter(x_train, train_labels, batch_size=train.batch_size, shuffle=True)
-        adapter.get_tf_dataset().reduce(0, lambda count, batch: count + 1)
+        """A training's batching: the rows put in Keras' shuffled order once, then sliced into batches every epoch."""
+        batched = network.shuffled_sparse_batches(train_rows, train_labels, train.batch_size)
+        for _ in range(train.epochs):
+            batched.reduce(0, lambda count, _: count + 1)
 
     def fit_seconds(train_data: tuple) -> float:
         """The best of two trainings as the stage runs them (validating on the test rows, the default), on `train_data`.
@@ -145,15 +146,15 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
     one_batch = tf.data.Dataset.from_tensors((batches[0], train_labels[: train.batch_size])).repeat(len(batches))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*shuffle=True.*")  # fit cannot shuffle a dataset: none wanted
-        fit = fit_seconds((x_train, train_labels))
+        fit = fit_seconds((train_rows, train_labels))
         fit_one_batch = fit_seconds((one_batch, None))
         with mock.patch.object(network, "FusedAdam", keras.optimizers.Adam):
-            fit_keras_adam = fit_seconds((x_train, train_labels))
+            fit_keras_adam = fit_seconds((train_rows, train_labels))
             fit_one_batch_keras_adam = fit_seconds((one_batch, None))
 
     epoch_products = _best_seconds(epoch_of_products) + _best_seconds(lambda: validation_product(x_test))
     step_update = _best_seconds(kernel_update)
-    epoch_batching = _best_seconds(batching)
+    training_batching = _best_seconds(batching)
     dense_rows = tf.random.uniform((train.batch_size, num_words))
     dense_seconds = _best_seconds(tf.function(lambda: tf.matmul(dense_rows, kernel.value), autograph=False))
     dense_rate = train.batch_size * num_words * units / dense_seconds
@@ -170,7 +171,7 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
         "fit_one_batch_keras_adam_seconds": round(fit_one_batch_keras_adam, 3),
         "products_seconds": round(train.epochs * epoch_products, 6),
         "kernel_update_seconds": round(steps * step_update, 6),
-        "batching_seconds": round(train.epochs * epoch_batching, 6),
+        "batching_seconds": round(training_batching, 6),
         "products_rate_gmacs": round(floor_multiply_adds / (train.epochs * epoch_products) / 1e9, 2),
         "dense_rate_gmacs": round(dense_rate / 1e9, 2),
         "floor_multiply_adds": floor_multiply_adds,

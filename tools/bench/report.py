@@ -315,7 +315,7 @@ def _floor_table(rows: list[dict[str, Any]]) -> list[str]:
             floor["kernel_update_seconds"],
         ),
         (
-            "timed alone: Keras slicing the shuffled sparse rows into batches (CPU, in tf.data threads)",
+            "timed alone: batching, one epoch's shuffled rows put in order and sliced into batches",
             floor["batching_seconds"],
         ),
         (
@@ -325,7 +325,11 @@ def _floor_table(rows: list[dict[str, Any]]) -> list[str]:
         ),
     ]
     fits = [
-        ["Keras' batching of the shuffled rows", floor["fit_seconds"], floor["fit_keras_adam_seconds"]],
+        [
+            "the stage's batching (`network.shuffled_sparse_batches`)",
+            floor["fit_seconds"],
+            floor["fit_keras_adam_seconds"],
+        ],
         [
             "one pre-built batch at every step",
             floor["fit_one_batch_seconds"],
