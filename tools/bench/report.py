@@ -315,7 +315,7 @@ def _floor_table(rows: list[dict[str, Any]]) -> list[str]:
             floor["kernel_update_seconds"],
         ),
         (
-            "timed alone: batching, one epoch's shuffled rows put in order and sliced into batches",
+            "timed alone: batching, the rows put in shuffled order once and sliced into batches every epoch",
             floor["batching_seconds"],
         ),
         (
