@@ -32,7 +32,7 @@ HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.fo
 # What one train stage holds in memory, for `estimate_training_memory`, from the peak RSS of train
 # stages measured at num_words 100, 1,000, 10,000 and 30,000 (docs/speed.md), rounded up: the
 # process with TensorFlow and Keras loaded; each one of sparse rows (its int64 index pair and
-# float32 value, in NumPy, in TensorFlow, in Keras' batching and in the first layer's CSR matrix);
+# float32 value, in NumPy, in TensorFlow, in the epoch's batches and in the first layer's CSR matrix);
 # each value of dense rows (float32 in NumPy and in TensorFlow, and the uint8 rows read), and of
 # wide dense rows also the bool mask and indices that turn the validation rows into a CSR matrix;
 # each weight of the first layer (the weight, its gradient, Adam's two moments and the

@@ -58,8 +58,8 @@ def sparse_product(indices: tf.Tensor, values: tf.Tensor, dense_shape: tf.Tensor
 
     Both products run on the rows as a CSR matrix, one multiply-add per non-zero and kernel
     column; the transpose for the gradient is a CSR matrix too, so neither touches the zeros.
-    The indices must be in row-major order, as `to_sparse_tensor`, Keras' batching of its
-    tensor and `tf.sparse.from_dense` give them: the conversion to CSR does not sort them.
+    The indices must be in row-major order, as `to_sparse_tensor`, `shuffled_sparse_batches`
+    and `tf.sparse.from_dense` give them: the conversion to CSR does not sort them.
     """
     rows = tf.raw_ops.SparseTensorToCSRSparseMatrix(indices=indices, values=values, dense_shape=dense_shape)
 
@@ -277,6 +277,8 @@ def train_model(
     object also avoids the rank error that `metrics=['binary_crossentropy']` raises on
     Keras 3 with 1-D targets.) `SparseRows` go in as `shuffled_sparse_batches`: the same
     seeded shuffle as Keras gives dense rows, so both see the same batches in the same order.
+    That holds only after `seed_everything`, as the train stage calls it: without a seed, Keras
+    draws a new order every epoch for dense rows, while sparse rows would keep the first.
 
     Raises:
         TrainingError: the loss stopped being finite (the learning rate is too high).
