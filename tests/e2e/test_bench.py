@@ -91,9 +91,11 @@ def test_the_reference_scripts_run_on_tiny_data(repo, encoded, archive, tmp_path
 def test_a_scale_row_measures_notebook_parallel_run_train_and_floor(archive, tmp_path, monkeypatch):
     """One width of the scale phase, wide enough (300 columns for about ten words a review) to train sparse."""
     monkeypatch.setattr(run_module, "FLOOR_WIDTH", 300)
+    monkeypatch.setattr(run_module, "TRAIN_REPEATS", 2)
     bench = Benchmark(archive, tmp_path, {key: value for key, value in TINY_PARAMS.items() if key != "data.url"})
     row = bench.scale_width(300, "l1", notebook_ceiling_mb=8_000)
     assert row["num_words"] == 300 and row["train"]["input"] == "sparse"
+    assert len(row["train"]["runs_seconds"]) == 2 and row["train"]["seconds"] == sum(row["train"]["runs_seconds"]) / 2
     assert row["notebook"]["out_of_memory"] is False and row["notebook"]["peak_rss_mb"] > 100
     parallel = row["parallel"]
     assert parallel["jobs"] >= 1 and parallel["peak_pss_mb"] > row["train"]["peak_rss_mb"] / 2
@@ -101,6 +103,7 @@ def test_a_scale_row_measures_notebook_parallel_run_train_and_floor(archive, tmp
     floor = row["floor"]
     assert floor["num_words"] == 300 and 0 < floor["floor_seconds"] <= floor["start_up_seconds"] + 1
     assert floor["products_seconds"] > 0 and floor["kernel_update_seconds"] > 0
+    assert floor["memory_rate_gbs"] > 0 and 0 < floor["floor_kernel_update_seconds"] < floor["floor_seconds"]
     assert floor["batching_seconds"] > 0
     fits = ("fit_seconds", "fit_one_batch_seconds", "fit_keras_adam_seconds", "fit_one_batch_keras_adam_seconds")
     assert all(floor[fit] > 0 for fit in fits)

@@ -3,7 +3,11 @@
 The floor: start-up (Python and TensorFlow's import) plus the multiply-adds the non-zeros need,
 at the rate this machine's dense matrix product reaches: per epoch, the first layer's product and
 its kernel gradient over the training rows (2 × ones × units) and the validation pass over the
-test rows (ones × units).
+test rows (ones × units); plus the memory traffic of Adam's step on the first kernel, which no
+sparse product avoids: Adam moves every weight at every step (its moments decay even where the
+gradient is zero), reading the weights, their gradient and both moments and writing back the
+weights and moments, seven passes over num_words × units float32 values, at the rate this
+machine streams memory through TensorFlow's element-wise kernels.
 
 The stage's fit, taken apart: whole trainings (`network.train_model`, the stage's params, the best
 of two each) in this process, with and without each of its two largest costs that grow with num_words:
@@ -37,6 +41,8 @@ from unittest import mock
 
 STARTED = time.perf_counter()
 REPEATS = 3
+ADAM_PASSES = 7  # reads of the weights, gradient and two moments; writes of the weights and moments
+FLOAT_BYTES = 4
 
 
 def _best_seconds(function, repeats: int = REPEATS) -> float:
@@ -158,9 +164,17 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
     dense_rows = tf.random.uniform((train.batch_size, num_words))
     dense_seconds = _best_seconds(tf.function(lambda: tf.matmul(dense_rows, kernel.value), autograph=False))
     dense_rate = train.batch_size * num_words * units / dense_seconds
+    # Memory streamed by an element-wise kernel over arrays as large as Adam's four (weights,
+    # gradient, moments), so that they do not fit in the caches either; the scale, a variable,
+    # keeps TensorFlow from folding the product away.
+    streamed = tf.random.uniform((4, num_words, units))
+    scale = tf.Variable(1.0)
+    stream_seconds = _best_seconds(tf.function(lambda: streamed * scale, autograph=False))
+    memory_rate = 2 * FLOAT_BYTES * int(tf.size(streamed)) / stream_seconds  # read and written once
     ones_train, ones_test = train_rows.nonzeros, test_rows.nonzeros
     floor_multiply_adds = train.epochs * (2 * ones_train + ones_test) * units
     steps = train.epochs * len(batches)
+    kernel_update_bytes = steps * ADAM_PASSES * FLOAT_BYTES * num_words * units
     return {
         "num_words": num_words,
         "ones_per_row": round(ones_train / rows, 1),
@@ -174,8 +188,13 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
         "batching_seconds": round(training_batching, 6),
         "products_rate_gmacs": round(floor_multiply_adds / (train.epochs * epoch_products) / 1e9, 2),
         "dense_rate_gmacs": round(dense_rate / 1e9, 2),
+        "memory_rate_gbs": round(memory_rate / 1e9, 2),
         "floor_multiply_adds": floor_multiply_adds,
-        "floor_seconds": round(python_seconds + import_seconds + floor_multiply_adds / dense_rate, 3),
+        "floor_kernel_update_bytes": kernel_update_bytes,
+        "floor_kernel_update_seconds": round(kernel_update_bytes / memory_rate, 3),
+        "floor_seconds": round(
+            python_seconds + import_seconds + floor_multiply_adds / dense_rate + kernel_update_bytes / memory_rate, 3
+        ),
     }
 
 

@@ -13,7 +13,8 @@ On an aclImdb archive, in fresh copies of the project (empty DVC cache and works
 - training throughput of the train stage's fit against a bare `model.fit` (`tools.bench.training`);
 - scale: at each of SCALE_WIDTHS, in a fresh copy with that `data.num_words`, the notebook's recipe
   (stopped above a memory ceiling: "out of memory"), a cold `python -m tools.parallel` (wall time,
-  the peak of all its processes' memory together, each stage), and one train stage on its own;
+  the peak of all its processes' memory together, each stage), and one train stage on its own
+  (the median of TRAIN_REPEATS runs, its peak RSS the highest);
   at FLOOR_WIDTH also where a train stage's time goes, against its floor (`tools.bench.floor`).
   It draws the log-log chart `docs/scale.png`;
 - study: `python -m study.run` on a small grid (`StudyGrid`: one width, rates, seeds, jobs) in a fresh
@@ -59,6 +60,9 @@ FLOOR_WIDTH = 10_000
 # The notebook's recipe is stopped when its memory passes this (or 80% of the memory available
 # when the scale phase starts, if less): wide float64 arrays would exhaust the machine.
 NOTEBOOK_CEILING_MB = 14_000
+# One train stage is timed this many times at each width and its median reported: a single run
+# swings by a third on these shared machines, more than the ratio between two widths it enters.
+TRAIN_REPEATS = 3
 SCALE_CHART = PROJECT_ROOT / "docs" / "scale.png"
 # The study's grid (issue 14): at least 12 new points, balanced across 2 jobs. Each seed is one
 # experiment of the current study holding the basic model and L1 and L2 at each rate: 4 × 5 points.
@@ -319,10 +323,16 @@ class Benchmark:
         }
         row["encode"] = {key: stages["encode"][key] for key in ("seconds", "peak_rss_mb")}
         command = ["python", "-m", "stages.train", "--model", model, "--data", "data/encoded"]
-        train = self.measure(f"train-{width}", [*command, "--models-dir", str(self.work / f"train-{width}")], repo)
+        seconds, peaks = [], []
+        for number in range(1, TRAIN_REPEATS + 1):
+            name = f"train-{width}-{number}"
+            train = self.measure(name, [*command, "--models-dir", str(self.work / f"train-{width}")], repo)
+            seconds.append(train.seconds)
+            peaks.append(train.processes[name]["peak_rss_mb"])
         row["train"] = {
-            "seconds": train.seconds,
-            "peak_rss_mb": train.processes[f"train-{width}"]["peak_rss_mb"],
+            "seconds": statistics.median(seconds),
+            "runs_seconds": seconds,
+            "peak_rss_mb": max(peaks),
             "input": "sparse" if " on sparse rows " in train.output else "dense",
         }
         if width == FLOOR_WIDTH:
