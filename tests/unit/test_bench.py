@@ -188,7 +188,12 @@ def _scale_row(width: int, train_seconds: float, parallel_pss: float, notebook: 
     row = {
         "num_words": width,
         "parallel": {"seconds": 30.0, "peak_rss_mb": 2 * parallel_pss, "peak_pss_mb": parallel_pss, "jobs": 3},
-        "train": {"seconds": train_seconds, "peak_rss_mb": 900.0, "input": "sparse" if width > 1000 else "dense"},
+        "train": {
+            "seconds": train_seconds,
+            "runs_seconds": [train_seconds + 2, train_seconds, train_seconds - 1],
+            "peak_rss_mb": 900.0,
+            "input": "sparse" if width > 1000 else "dense",
+        },
         "encode": {"seconds": 5.0, "peak_rss_mb": 350.0},
     }
     if notebook is not None:
@@ -204,6 +209,26 @@ SCALE = [
     ),
     _scale_row(100_000, 40.0, 8_100.0, None),
 ]
+FLOOR = {
+    "num_words": 10_000,
+    "ones_per_row": 131.2,
+    "start_up_seconds": 4.0,
+    "fit_seconds": 3.5,
+    "fit_one_batch_seconds": 3.0,
+    "fit_keras_adam_seconds": 5.0,
+    "fit_one_batch_keras_adam_seconds": 4.5,
+    "products_seconds": 0.8,
+    "kernel_update_seconds": 2.0,
+    "batching_seconds": 0.4,
+    "products_rate_gmacs": 18.2,
+    "dense_rate_gmacs": 90.0,
+    "memory_rate_gbs": 24.0,
+    "floor_multiply_adds": 25_000_000_000,
+    "kernel_update_passes": 7,
+    "floor_kernel_update_bytes": 36_000_000_000,
+    "floor_kernel_update_seconds": 1.5,
+    "floor_seconds": 5.8,
+}
 
 
 def test_the_scale_targets_of_the_issue_are_checked():
@@ -226,6 +251,18 @@ def test_the_scale_table_says_where_the_notebook_ran_out_of_memory(tmp_path):
     assert "| 100,000 | not run | – | 30.0 | – | 8,100 / 16,200 | 3 | sparse |" in table
     draw_scale_chart(SCALE, tmp_path / "scale.png")
     assert (tmp_path / "scale.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_floor_table_takes_the_median_stage_apart_against_its_multiply_adds_and_kernel_traffic():
+    scale = [*SCALE[:1], {**SCALE[1], "floor": FLOOR}, *SCALE[2:]]
+    results = {**_results(notebook_seconds=70.0), "scale": scale}
+    table = markdown(summarize(results), results)
+    assert "one train stage, s (median of 3 runs)" in table
+    assert "| one train stage, measured (the median of 3 runs) | 8.0 | 1.00 |" in table
+    assert "| saving, and what else lies outside `fit` | 0.5 | 0.06 |" in table
+    assert "Adam's 7 passes over num_words × units arrays (weights, gradient, moments) every step (36 GB in all)" in table
+    assert "at 24.0 GB/s, the rate an in-place TensorFlow update streams memory here | 1.5 | 0.19 |" in table
+    assert "+ the kernel update's floor | 5.8 | 0.72 |" in table
 
 
 def _stage_records(model_keys: list[str], experiments: int, train_seconds: float) -> list[dict]:

@@ -285,7 +285,7 @@ def _scale_table(rows: list[dict[str, Any]]) -> list[str]:
             "parallel run peak MB (PSS / RSS, all processes)",
             "trainings at once",
             "train input",
-            "one train stage, s (median of its runs)",
+            f"one train stage, s (median of {len(rows[0]['train']['runs_seconds'])} runs)",
             "train peak RSS MB",
             "encode, s",
             "encode peak RSS MB",
@@ -295,13 +295,13 @@ def _scale_table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _floor_table(rows: list[dict[str, Any]]) -> list[str]:
-    """Where one train stage's time goes at FLOOR_WIDTH, against the floor of its non-zeros."""
+    """Where one train stage's time goes at FLOOR_WIDTH, against the floor of its non-zeros and its kernel."""
     row = next((row for row in rows if "floor" in row), None)
     if row is None:
         return []
     floor, stage = row["floor"], row["train"]["seconds"]
     parts = [
-        ("one train stage, measured", stage),
+        (f"one train stage, measured (the median of {len(row['train']['runs_seconds'])} runs)", stage),
         ("start-up: Python, reading the rows, `import tensorflow`", floor["start_up_seconds"]),
         ("its training (`fit`), as the stage runs it (below: taken apart)", floor["fit_seconds"]),
         ("saving, and what else lies outside `fit`", stage - floor["start_up_seconds"] - floor["fit_seconds"]),
@@ -319,9 +319,9 @@ def _floor_table(rows: list[dict[str, Any]]) -> list[str]:
             floor["batching_seconds"],
         ),
         (
-            "floor of the kernel update: Adam's 7 passes over the num_words × units kernel every step "
-            f"({floor['floor_kernel_update_bytes'] / 1e9:.0f} GB in all) at {floor['memory_rate_gbs']} GB/s, "
-            "the rate an element-wise TensorFlow kernel streams memory here",
+            f"floor of the kernel update: Adam's {floor['kernel_update_passes']} passes over num_words × units "
+            f"arrays (weights, gradient, moments) every step ({floor['floor_kernel_update_bytes'] / 1e9:.0f} GB "
+            f"in all) at {floor['memory_rate_gbs']} GB/s, the rate an in-place TensorFlow update streams memory here",
             floor["floor_kernel_update_seconds"],
         ),
         (

@@ -326,11 +326,11 @@ class Benchmark:
         seconds, peaks = [], []
         for number in range(1, TRAIN_REPEATS + 1):
             name = f"train-{width}-{number}"
-            train = self.measure(name, [*command, "--models-dir", str(self.work / f"train-{width}")], repo)
+            train = self.measure(name, [*command, "--models-dir", str(self.work / name)], repo)
             seconds.append(train.seconds)
             peaks.append(train.processes[name]["peak_rss_mb"])
         row["train"] = {
-            "seconds": statistics.median(seconds),
+            "seconds": round(statistics.median(seconds), 3),
             "runs_seconds": seconds,
             "peak_rss_mb": max(peaks),
             "input": "sparse" if " on sparse rows " in train.output else "dense",
