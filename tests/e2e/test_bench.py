@@ -95,7 +95,8 @@ def test_a_scale_row_measures_notebook_parallel_run_train_and_floor(archive, tmp
     bench = Benchmark(archive, tmp_path, {key: value for key, value in TINY_PARAMS.items() if key != "data.url"})
     row = bench.scale_width(300, "l1", notebook_ceiling_mb=8_000)
     assert row["num_words"] == 300 and row["train"]["input"] == "sparse"
-    assert len(row["train"]["runs_seconds"]) == 2 and row["train"]["seconds"] == sum(row["train"]["runs_seconds"]) / 2
+    runs = row["train"]["runs_seconds"]
+    assert len(runs) == 2 and row["train"]["seconds"] == pytest.approx(sum(runs) / 2, abs=1e-3)  # their median
     assert row["notebook"]["out_of_memory"] is False and row["notebook"]["peak_rss_mb"] > 100
     parallel = row["parallel"]
     assert parallel["jobs"] >= 1 and parallel["peak_pss_mb"] > row["train"]["peak_rss_mb"] / 2

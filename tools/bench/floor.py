@@ -169,9 +169,11 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
     # moments) and written where they were read, as Adam writes them.
     weights = tf.Variable(tf.zeros((2, num_words, units)))
     step = tf.random.uniform((2, num_words, units))
-    update = tf.function(
-        lambda: tf.raw_ops.ResourceApplyGradientDescent(var=weights.handle, alpha=1.0, delta=step), autograph=False
-    )
+
+    @tf.function(autograph=False)
+    def update() -> None:
+        tf.raw_ops.ResourceApplyGradientDescent(var=weights.handle, alpha=1.0, delta=step)
+
     memory_rate = 3 * FLOAT_BYTES * int(tf.size(step)) / _best_seconds(update)  # weights read and written, step read
     ones_train, ones_test = train_rows.nonzeros, test_rows.nonzeros
     floor_multiply_adds = train.epochs * (2 * ones_train + ones_test) * units
