@@ -147,6 +147,8 @@ def test_the_study_runs_each_width_and_seed_as_one_named_experiment_of_its_point
     experiments = plan(WIDTHS, (STUDY_RATE,), seeds=2, first_seed=42)
     assert set(run_dvc(repo, "exp", "list", "--name-only").split()) == {experiment.name for experiment in experiments}
     points = [point for experiment in experiments for point in experiment.points]
+    # First, showing what the study printed (it comes first): a failed experiment's log tail adds to the counts below.
+    assert f"study: {len(points)}/{len(points)} points done, 0 running, 0 failed" in output, output[:6000]
     assert output.count("Running stage 'train@") == len(points) == 12
     assert stages_run(output) == {"fetch", "encode"} | {
         f"{stage}@{key}" for stage in ("train", "evaluate") for key in ("basic", "l1_0p1", "l2_0p1")
@@ -154,7 +156,6 @@ def test_the_study_runs_each_width_and_seed_as_one_named_experiment_of_its_point
     # Each width is encoded once: its second experiment starts after the first has the encoded data.
     assert output.count("Running stage 'encode'") == len(WIDTHS)
     assert output.count("Running stage 'fetch'") == 1
-    assert f"study: {len(points)}/{len(points)} points done, 0 running, 0 failed" in output
 
 
 def test_the_summary_averages_each_points_seeds_and_chooses_rates_on_validation(study):
