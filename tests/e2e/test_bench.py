@@ -106,7 +106,16 @@ def test_a_scale_row_measures_notebook_parallel_run_train_and_floor(archive, tmp
     assert floor["products_seconds"] > 0 and floor["kernel_update_seconds"] > 0
     assert floor["memory_rate_gbs"] > 0 and 0 < floor["floor_kernel_update_seconds"] < floor["floor_seconds"]
     assert floor["batching_seconds"] > 0
-    fits = ("fit_seconds", "fit_one_batch_seconds", "fit_keras_adam_seconds", "fit_one_batch_keras_adam_seconds")
+    fits = [
+        "fit_seconds",
+        "fit_one_batch_seconds",
+        "fit_keras_adam_seconds",
+        "fit_one_batch_keras_adam_seconds",
+        "fit_free_products_seconds",
+        "fit_without_penalty_seconds",
+        "fit_sgd_seconds",
+        "fit_without_wide_costs_seconds",
+    ]
     assert all(floor[fit] > 0 for fit in fits)
     assert not (tmp_path / "scale-300").exists()  # each width's copy goes once measured
 

@@ -217,6 +217,10 @@ FLOOR = {
     "fit_one_batch_seconds": 3.0,
     "fit_keras_adam_seconds": 5.0,
     "fit_one_batch_keras_adam_seconds": 4.5,
+    "fit_free_products_seconds": 2.2,
+    "fit_without_penalty_seconds": 3.0,
+    "fit_sgd_seconds": 3.25,
+    "fit_without_wide_costs_seconds": 1.5,
     "products_seconds": 0.8,
     "kernel_update_seconds": 2.0,
     "batching_seconds": 0.4,
@@ -263,6 +267,12 @@ def test_the_floor_table_takes_the_median_stage_apart_against_its_multiply_adds_
     assert "Adam's 7 passes over num_words × units arrays (weights, gradient, moments) every step (36 GB" in table
     assert "at 24.0 GB/s, the rate an in-place TensorFlow update streams memory here | 1.5 | 0.19 |" in table
     assert "+ the kernel update's floor | 5.8 | 0.72 |" in table
+    assert (
+        "| the first layer's products (training and validation) replaced by zeros of their shapes | 2.2 | 1.3 |"
+        in table
+    )
+    assert "| without the L1/L2 penalty | 3.0 | 0.5 |" in table
+    assert "| all three at once | 1.5 | 2.0 |" in table
 
 
 def _stage_records(model_keys: list[str], experiments: int, train_seconds: float) -> list[dict]:

@@ -16,6 +16,12 @@ of two each) in this process, with and without each of its two largest costs tha
   them for the cores, so what it costs depends on how long the steps take);
 - the optimizer: Adam fused into one pass per variable (the stage, see `network.FusedAdam`) or
   Keras' own Adam, about a dozen passes.
+And with each of the three costs that grow with num_words whatever the ones taken out in turn, then
+all at once, each out of a whole training, where it shares the cores and the caches with the rest:
+- products: the first layer's sparse products (training and validation) replaced by a stand-in
+  that only returns zeros of their shapes (`free_product`);
+- penalty: the model trained without its L1/L2 penalty;
+- Adam: plain SGD in place of the fused Adam (one step on the kernel instead of Adam's seven passes).
 Parts timed alone, each in its own loop (the same work inside a training, where it shares the
 cores with the rest, can take longer):
 - start-up: `import tensorflow`;
@@ -56,10 +62,24 @@ def _best_seconds(function, repeats: int = REPEATS) -> float:
     return min(timings)
 
 
+def free_product(indices, values, dense_shape, kernel):
+    """A stand-in for `network.sparse_product` that multiplies nothing: zeros of its output's and gradient's shapes."""
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def product(kernel):
+        def gradient(upstream):
+            return tf.zeros_like(kernel)  # the product's gradient is a whole num_words × units array too
+
+        return tf.zeros(tf.stack([dense_shape[0], tf.shape(kernel, out_type=dense_shape.dtype)[1]])), gradient
+
+    return product(kernel)
+
+
 def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
     """Each part of a train stage's time on the encoded rows in `data_dir`, and the floor (see the module)."""
     from imdb_regularization.model.encoded_arrays import SparseRows, read_for_training
-    from imdb_regularization.params import load_params
+    from imdb_regularization.params import RegularizerSpec, load_params
 
     params = load_params()
     # As the train stage reads them: the rows as `SparseRows`, the labels as Keras' losses want them.
@@ -77,15 +97,11 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
     import_seconds = time.perf_counter() - started
     train = params.train
 
-    def seeded_model():
-        """The stage's model on sparse rows, seeded as the stage seeds it."""
+    def seeded_model(spec: RegularizerSpec = params.models[model_name]):
+        """The stage's model on sparse rows (or with another regularizer), seeded as the stage seeds it."""
         network.seed_everything(train.seed)
         return network.build_model(
-            num_words=num_words,
-            hidden_units=train.hidden_units,
-            spec=params.models[model_name],
-            sparse=True,
-            wide=True,
+            num_words=num_words, hidden_units=train.hidden_units, spec=spec, sparse=True, wide=True
         )
 
     model = seeded_model()
@@ -135,14 +151,14 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
         for _ in range(train.epochs):
             batched.reduce(0, lambda count, _: count + 1)
 
-    def fit_seconds(train_data: tuple) -> float:
+    def fit_seconds(train_data: tuple, spec: RegularizerSpec = params.models[model_name]) -> float:
         """The best of two trainings as the stage runs them (validating on the test rows, the default), on `train_data`.
 
         Two, because one such training here sometimes takes half again as long as the next.
         """
         timings = []
         for _ in range(2):
-            fitted = seeded_model()
+            fitted = seeded_model(spec)
             started = time.perf_counter()
             network.train_model(fitted, train_data=train_data, validation_data=(x_test, test_labels), params=train)
             timings.append(time.perf_counter() - started)
@@ -157,6 +173,16 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
         with mock.patch.object(network, "FusedAdam", keras.optimizers.Adam):
             fit_keras_adam = fit_seconds((train_rows, train_labels))
             fit_one_batch_keras_adam = fit_seconds((one_batch, None))
+        no_penalty = RegularizerSpec(regularizer="none", rate=0.0)
+        free_products = mock.patch.object(network, "sparse_product", free_product)
+        sgd = mock.patch.object(network, "FusedAdam", keras.optimizers.SGD)
+        with free_products:
+            fit_free_products = fit_seconds((train_rows, train_labels))
+        fit_without_penalty = fit_seconds((train_rows, train_labels), no_penalty)
+        with sgd:
+            fit_sgd = fit_seconds((train_rows, train_labels))
+        with free_products, sgd:
+            fit_without_wide_costs = fit_seconds((train_rows, train_labels), no_penalty)
 
     epoch_products = _best_seconds(epoch_of_products) + _best_seconds(lambda: validation_product(x_test))
     step_update = _best_seconds(kernel_update)
@@ -188,6 +214,10 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
         "fit_one_batch_seconds": round(fit_one_batch, 3),
         "fit_keras_adam_seconds": round(fit_keras_adam, 3),
         "fit_one_batch_keras_adam_seconds": round(fit_one_batch_keras_adam, 3),
+        "fit_free_products_seconds": round(fit_free_products, 3),
+        "fit_without_penalty_seconds": round(fit_without_penalty, 3),
+        "fit_sgd_seconds": round(fit_sgd, 3),
+        "fit_without_wide_costs_seconds": round(fit_without_wide_costs, 3),
         "products_seconds": round(train.epochs * epoch_products, 6),
         "kernel_update_seconds": round(steps * step_update, 6),
         "batching_seconds": round(training_batching, 6),

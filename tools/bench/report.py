@@ -357,6 +357,32 @@ def _floor_table(rows: list[dict[str, Any]]) -> list[str]:
             ["batches", "fused Adam (the stage)", "Keras' Adam"],
             [[name, f"{fused:.1f}", f"{keras_adam:.1f}"] for name, fused, keras_adam in fits],
         ),
+        *_wide_costs_table(floor),
+    ]
+
+
+def _wide_costs_table(floor: dict[str, Any]) -> list[str]:
+    """The stage's `fit` with each cost that grows with num_words taken out, in turn and then all at once."""
+    fit = floor["fit_seconds"]
+    fits = [
+        ("as the stage runs it", fit),
+        (
+            "the first layer's products (training and validation) replaced by zeros of their shapes",
+            floor["fit_free_products_seconds"],
+        ),
+        ("without the L1/L2 penalty", floor["fit_without_penalty_seconds"]),
+        ("plain SGD in place of the fused Adam", floor["fit_sgd_seconds"]),
+        ("all three at once", floor["fit_without_wide_costs_seconds"]),
+    ]
+    return [
+        "The same `fit` with each cost that grows with num_words, whatever the ones, taken out of the training "
+        "(the best of two trainings each; a part's cost inside a training, where it shares the cores and the "
+        "caches, is what taking it out saves):",
+        "",
+        *_table(
+            ["`fit`", "seconds", "saved"],
+            [[name, f"{seconds:.1f}", f"{fit - seconds:.1f}"] for name, seconds in fits],
+        ),
     ]
 
 
