@@ -113,8 +113,8 @@ def test_a_scale_row_measures_notebook_parallel_run_train_and_floor(archive, tmp
         "fit_one_batch_keras_adam_seconds",
         "fit_free_products_seconds",
         "fit_without_penalty_seconds",
-        "fit_sgd_seconds",
-        "fit_without_wide_costs_seconds",
+        "fit_descent_seconds",
+        "fit_without_first_layer_costs_seconds",
     ]
     assert all(floor[fit] > 0 for fit in fits)
     assert not (tmp_path / "scale-300").exists()  # each width's copy goes once measured

@@ -17,6 +17,7 @@ from tests.support.data import extend_archive, make_reviews, write_aclimdb_archi
 from tests.support.project import PROJECT_ROOT
 from tools.bench.chart import draw_scale_chart
 from tools.bench.encoding import compare_encoders
+from tools.bench.floor import free_product
 from tools.bench.notebook import as_lists, read_ranked, sequences_shaping
 from tools.bench.report import markdown, study_overhead, summarize
 from tools.bench.run import BenchError, StudyGrid, keep_log, measure, study_result, use_study_revision
@@ -219,8 +220,8 @@ FLOOR = {
     "fit_one_batch_keras_adam_seconds": 4.5,
     "fit_free_products_seconds": 2.2,
     "fit_without_penalty_seconds": 3.0,
-    "fit_sgd_seconds": 3.25,
-    "fit_without_wide_costs_seconds": 1.5,
+    "fit_descent_seconds": 3.2,
+    "fit_without_first_layer_costs_seconds": 1.5,
     "products_seconds": 0.8,
     "kernel_update_seconds": 2.0,
     "batching_seconds": 0.4,
@@ -267,11 +268,10 @@ def test_the_floor_table_takes_the_median_stage_apart_against_its_multiply_adds_
     assert "Adam's 7 passes over num_words × units arrays (weights, gradient, moments) every step (36 GB" in table
     assert "at 24.0 GB/s, the rate an in-place TensorFlow update streams memory here | 1.5 | 0.19 |" in table
     assert "+ the kernel update's floor | 5.8 | 0.72 |" in table
-    assert (
-        "| the first layer's products (training and validation) replaced by zeros of their shapes | 2.2 | 1.3 |"
-        in table
-    )
-    assert "| without the L1/L2 penalty | 3.0 | 0.5 |" in table
+    assert "| as the stage runs it | 3.5 | – |" in table
+    assert "| its products (training and validation) replaced by zeros of their shapes | 2.2 | 1.3 |" in table
+    assert "| without its L1/L2 penalty | 3.0 | 0.5 |" in table
+    assert "replaced by fused gradient descent (3 passes) | 3.2 | 0.3 |" in table
     assert "| all three at once | 1.5 | 2.0 |" in table
 
 
@@ -334,3 +334,28 @@ def test_the_study_of_a_revision_replaces_the_copys_study_and_an_unknown_one_is_
     assert (tmp_path / "study" / "run.py").read_bytes() == head_run.stdout
     with pytest.raises(BenchError, match=r"^no study/ at git revision 'no-such-revision': fatal: "):
         use_study_revision(tmp_path, "no-such-revision")
+
+
+def test_the_floor_s_free_product_multiplies_nothing_and_gives_the_product_s_shapes():
+    import tensorflow as tf
+
+    from imdb_regularization.model.network import sparse_product
+
+    rows = tf.sparse.from_dense(tf.constant([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]]))
+    kernel = tf.random.normal((3, 4))
+
+    def product_and_gradient(product):
+        """`product`'s result and kernel gradient from a TensorFlow function, which folds and prunes as a training's."""
+
+        def traced():
+            with tf.GradientTape() as tape:
+                tape.watch(kernel)
+                result = product(rows.indices, rows.values, rows.dense_shape, kernel)
+            return result, tape.gradient(result, kernel, output_gradients=tf.ones((2, 4)))
+
+        return tf.function(traced, autograph=False)()
+
+    result, gradient = product_and_gradient(free_product)
+    real_result, real_gradient = product_and_gradient(sparse_product)
+    assert result.shape == real_result.shape == (2, 4) and not result.numpy().any()
+    assert gradient.shape == real_gradient.shape == (3, 4) and not gradient.numpy().any()

@@ -9,25 +9,26 @@ gradient is zero), reading the weights, their gradient and both moments and writ
 weights and moments, seven passes over num_words × units float32 values, at the rate this
 machine streams memory through TensorFlow's element-wise kernels.
 
-The stage's fit, taken apart: whole trainings (`network.train_model`, the stage's params, the best
-of two each) in this process, with and without each of its two largest costs that grow with num_words:
+The stage's fit, taken apart: whole trainings (`network.train_model`, the stage's params) in this
+process, each variant the best of FIT_ROUNDS, the variants taking turns so that a slow spell of the
+machine does not fall on one of them:
 - batching: the stage's (`network.shuffled_sparse_batches`), or one pre-built batch repeated for as many
   steps (no batching left; in tf.data's threads batching runs beside the steps, competing with
   them for the cores, so what it costs depends on how long the steps take);
 - the optimizer: Adam fused into one pass per variable (the stage, see `network.FusedAdam`) or
-  Keras' own Adam, about a dozen passes.
-And with each of the three costs that grow with num_words whatever the ones taken out in turn, then
-all at once, each out of a whole training, where it shares the cores and the caches with the rest:
-- products: the first layer's sparse products (training and validation) replaced by a stand-in
-  that only returns zeros of their shapes (`free_product`);
-- penalty: the model trained without its L1/L2 penalty;
-- Adam: plain SGD in place of the fused Adam (one step on the kernel instead of Adam's seven passes).
+  Keras' own Adam, about a dozen passes;
+- the first layer's three costs that grow with num_words, taken out in turn and then all at once,
+  each inside a whole training, where it shares the cores and the caches with the rest:
+  its products (training and validation) replaced by `free_product`, which multiplies nothing;
+  its L1/L2 penalty left out; Adam's step on it (seven passes over num_words × units floats)
+  replaced by the least a step can move, plain gradient descent fused into one kernel (three:
+  weights and gradient read, weights written; `FusedDescent`).
 Parts timed alone, each in its own loop (the same work inside a training, where it shares the
 cores with the rest, can take longer):
 - start-up: `import tensorflow`;
 - products: the first layer's sparse products (`network.MultiHotDense`'s forward and kernel
-  gradient) over every batch of an epoch, one call per batch as in training, and its forward
-  over the validation rows, × epochs;
+  gradient, both returned, so that TensorFlow prunes neither) over every batch of an epoch, one
+  call per batch as in training, and its forward over the validation rows, × epochs;
 - kernel update: the optimizer's step and the regularization penalty's gradient on every weight,
   × steps: work that follows num_words × units, not the ones, because Adam and the L1/L2 penalty
   touch every weight of the first layer at every step;
@@ -39,6 +40,7 @@ Run from a project copy whose `data/encoded/` exists (params from its params.yam
 """
 
 import argparse
+import contextlib
 import json
 import time
 import warnings
@@ -47,6 +49,7 @@ from unittest import mock
 
 STARTED = time.perf_counter()
 REPEATS = 3
+FIT_ROUNDS = 2  # one such training here sometimes takes half again as long as the next
 ADAM_PASSES = 7  # reads of the weights, gradient and two moments; writes of the weights and moments
 FLOAT_BYTES = 4
 
@@ -63,15 +66,20 @@ def _best_seconds(function, repeats: int = REPEATS) -> float:
 
 
 def free_product(indices, values, dense_shape, kernel):
-    """A stand-in for `network.sparse_product` that multiplies nothing: zeros of its output's and gradient's shapes."""
+    """A stand-in for `network.sparse_product` that multiplies nothing: zeros of its output's and gradient's shapes.
+
+    The gradient's zeros are written at every step, as the product's gradient, a num_words × units
+    array, is: `Empty` is stateful, so TensorFlow cannot fold them into a constant made once.
+    """
     import tensorflow as tf
 
     @tf.custom_gradient
     def product(kernel):
         def gradient(upstream):
-            return tf.zeros_like(kernel)  # the product's gradient is a whole num_words × units array too
+            return tf.raw_ops.Empty(shape=tf.shape(kernel), dtype=kernel.dtype, init=True)
 
-        return tf.zeros(tf.stack([dense_shape[0], tf.shape(kernel, out_type=dense_shape.dtype)[1]])), gradient
+        shape = tf.stack([dense_shape[0], tf.shape(kernel, out_type=dense_shape.dtype)[1]])
+        return tf.zeros(shape, dtype=kernel.dtype), gradient
 
     return product(kernel)
 
@@ -97,14 +105,14 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
     import_seconds = time.perf_counter() - started
     train = params.train
 
-    def seeded_model(spec: RegularizerSpec = params.models[model_name]):
-        """The stage's model on sparse rows (or with another regularizer), seeded as the stage seeds it."""
+    def seeded_model(spec: RegularizerSpec):
+        """The stage's model on sparse rows (with `spec`'s regularizer), seeded as the stage seeds it."""
         network.seed_everything(train.seed)
         return network.build_model(
             num_words=num_words, hidden_units=train.hidden_units, spec=spec, sparse=True, wide=True
         )
 
-    model = seeded_model()
+    model = seeded_model(params.models[model_name])
     model.compile(
         optimizer=network._optimizer(train.optimizer, train.learning_rate, wide=True), loss="binary_crossentropy"
     )
@@ -121,13 +129,14 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
 
     # One call per batch, the batch an argument, as Keras' steps run: batches given as constants of
     # one graph would let TensorFlow share the kernel's conversion between them and fold their
-    # conversion to CSR, which a training cannot.
+    # conversion to CSR, which a training cannot. Both results are returned: TensorFlow prunes the
+    # stateless ops whose results a function drops, which would leave nothing to time.
     @tf.function(autograph=False, reduce_retracing=True)
-    def product_step(batch: tf.SparseTensor) -> None:
+    def product_step(batch: tf.SparseTensor) -> tuple[tf.Tensor, tf.Tensor]:
         with tf.GradientTape() as tape:
             tape.watch(kernel.value)
             result = network.sparse_product(batch.indices, batch.values, batch.dense_shape, kernel.value)
-        tape.gradient(result, kernel.value, output_gradients=upstream[: tf.shape(result)[0]])
+        return result, tape.gradient(result, kernel.value, output_gradients=upstream[: tf.shape(result)[0]])
 
     @tf.function(autograph=False)
     def validation_product(rows: tf.SparseTensor) -> tf.Tensor:
@@ -151,38 +160,49 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
         for _ in range(train.epochs):
             batched.reduce(0, lambda count, _: count + 1)
 
-    def fit_seconds(train_data: tuple, spec: RegularizerSpec = params.models[model_name]) -> float:
-        """The best of two trainings as the stage runs them (validating on the test rows, the default), on `train_data`.
+    class FusedDescent(keras.optimizers.SGD):
+        """Plain gradient descent as one fused TensorFlow kernel per variable: the least a step can move."""
 
-        Two, because one such training here sometimes takes half again as long as the next.
-        """
-        timings = []
-        for _ in range(2):
-            fitted = seeded_model(spec)
-            started = time.perf_counter()
-            network.train_model(fitted, train_data=train_data, validation_data=(x_test, test_labels), params=train)
-            timings.append(time.perf_counter() - started)
-        return min(timings)
+        def update_step(self, gradient, variable, learning_rate):
+            rate = tf.cast(learning_rate, variable.dtype)
+            tf.raw_ops.ResourceApplyGradientDescent(var=variable.handle, alpha=rate, delta=gradient)
 
+    def fit_once(train_data: tuple, spec: RegularizerSpec) -> float:
+        """One training as the stage runs it (validating on the test rows, the default), on `train_data`."""
+        fitted = seeded_model(spec)
+        started = time.perf_counter()
+        network.train_model(fitted, train_data=train_data, validation_data=(x_test, test_labels), params=train)
+        return time.perf_counter() - started
+
+    stage_rows, spec, no_penalty = (train_rows, train_labels), params.models[model_name], RegularizerSpec("none", 0.0)
     # The first batch at every step, as many steps as an epoch has: a training without batching.
-    one_batch = tf.data.Dataset.from_tensors((batches[0], train_labels[: train.batch_size])).repeat(len(batches))
+    one_batch = (
+        tf.data.Dataset.from_tensors((batches[0], train_labels[: train.batch_size])).repeat(len(batches)),
+        None,
+    )
+    keras_adam = mock.patch.object(network, "FusedAdam", keras.optimizers.Adam)
+    free_products = mock.patch.object(network, "sparse_product", free_product)
+    descent = mock.patch.object(network, "FusedAdam", FusedDescent)
+    trainings = {  # name: (what is patched, rows, regularizer)
+        "fit": ((), stage_rows, spec),
+        "fit_one_batch": ((), one_batch, spec),
+        "fit_keras_adam": ((keras_adam,), stage_rows, spec),
+        "fit_one_batch_keras_adam": ((keras_adam,), one_batch, spec),
+        "fit_free_products": ((free_products,), stage_rows, spec),
+        "fit_without_penalty": ((), stage_rows, no_penalty),
+        "fit_descent": ((descent,), stage_rows, spec),
+        "fit_without_first_layer_costs": ((free_products, descent), stage_rows, no_penalty),
+    }
+    timings: dict[str, list[float]] = {name: [] for name in trainings}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*shuffle=True.*")  # fit cannot shuffle a dataset: none wanted
-        fit = fit_seconds((train_rows, train_labels))
-        fit_one_batch = fit_seconds((one_batch, None))
-        with mock.patch.object(network, "FusedAdam", keras.optimizers.Adam):
-            fit_keras_adam = fit_seconds((train_rows, train_labels))
-            fit_one_batch_keras_adam = fit_seconds((one_batch, None))
-        no_penalty = RegularizerSpec(regularizer="none", rate=0.0)
-        free_products = mock.patch.object(network, "sparse_product", free_product)
-        sgd = mock.patch.object(network, "FusedAdam", keras.optimizers.SGD)
-        with free_products:
-            fit_free_products = fit_seconds((train_rows, train_labels))
-        fit_without_penalty = fit_seconds((train_rows, train_labels), no_penalty)
-        with sgd:
-            fit_sgd = fit_seconds((train_rows, train_labels))
-        with free_products, sgd:
-            fit_without_wide_costs = fit_seconds((train_rows, train_labels), no_penalty)
+        for _ in range(FIT_ROUNDS):
+            for name, (patches, train_data, regularizer) in trainings.items():
+                with contextlib.ExitStack() as stack:
+                    for patch in patches:
+                        stack.enter_context(patch)
+                    timings[name].append(fit_once(train_data, regularizer))
+    fits = {f"{name}_seconds": round(min(seconds), 3) for name, seconds in timings.items()}
 
     epoch_products = _best_seconds(epoch_of_products) + _best_seconds(lambda: validation_product(x_test))
     step_update = _best_seconds(kernel_update)
@@ -210,14 +230,7 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
         "num_words": num_words,
         "ones_per_row": round(ones_train / rows, 1),
         "start_up_seconds": round(python_seconds + import_seconds, 3),
-        "fit_seconds": round(fit, 3),
-        "fit_one_batch_seconds": round(fit_one_batch, 3),
-        "fit_keras_adam_seconds": round(fit_keras_adam, 3),
-        "fit_one_batch_keras_adam_seconds": round(fit_one_batch_keras_adam, 3),
-        "fit_free_products_seconds": round(fit_free_products, 3),
-        "fit_without_penalty_seconds": round(fit_without_penalty, 3),
-        "fit_sgd_seconds": round(fit_sgd, 3),
-        "fit_without_wide_costs_seconds": round(fit_without_wide_costs, 3),
+        **fits,
         "products_seconds": round(train.epochs * epoch_products, 6),
         "kernel_update_seconds": round(steps * step_update, 6),
         "batching_seconds": round(training_batching, 6),
