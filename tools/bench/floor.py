@@ -17,7 +17,7 @@ machine does not fall on one of them:
   them for the cores, so what it costs depends on how long the steps take);
 - the optimizer: Adam fused into one pass per variable (the stage, see `network.FusedAdam`) or
   Keras' own Adam, about a dozen passes;
-- the first layer's three costs that grow with num_words, taken out in turn and then all at once,
+- the first layer's three costs that a 100-word training hardly has, taken out in turn and then all at once,
   each inside a whole training, where it shares the cores and the caches with the rest:
   its products (training and validation) replaced by `free_product`, which multiplies nothing;
   its L1/L2 penalty left out; Adam's step on it (seven passes over num_words × units floats)

@@ -362,7 +362,7 @@ def _floor_table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _wide_costs_table(floor: dict[str, Any]) -> list[str]:
-    """The stage's `fit` with each of its first layer's costs that grow with num_words taken out, then all three."""
+    """The stage's `fit` without each of its first layer's costs that a 100-word training hardly has, then all three."""
     fit = floor["fit_seconds"]
     fits = [
         (
@@ -377,8 +377,8 @@ def _wide_costs_table(floor: dict[str, Any]) -> list[str]:
         ("all three at once", floor["fit_without_first_layer_costs_seconds"]),
     ]
     return [
-        "The same `fit` with each cost of the first layer that grows with num_words taken out of the "
-        "training (the best of two trainings each, the variants taking turns; what taking a cost out saves "
+        "The same `fit` with each of the first layer's costs that a 100-word training hardly has taken out of "
+        "it (the best of two trainings each, the variants taking turns; what taking a cost out saves "
         "is its cost inside a training, where it shares the cores and the caches, give or take the "
         "machine's noise of a few tenths of a second):",
         "",
