@@ -379,8 +379,8 @@ def _wide_costs_table(floor: dict[str, Any]) -> list[str]:
     return [
         "The same `fit` with each of the first layer's costs that a 100-word training hardly has taken out of "
         "it (the best of two trainings each, the variants taking turns; what taking a cost out saves "
-        "is its cost inside a training, where it shares the cores and the caches, give or take the "
-        "machine's noise of a few tenths of a second):",
+        "is its cost inside a training, where it shares the cores and the caches; one training here can "
+        "take a second or two longer than the next, so a saving of that size or less, or below zero, is noise):",
         "",
         *_table(
             ["`fit`, the first layer's…", "seconds", "saved"],
