@@ -117,6 +117,7 @@ def test_a_scale_row_measures_notebook_parallel_run_train_and_floor(archive, tmp
         "fit_without_first_layer_costs_seconds",
     ]
     assert all(floor[fit] > 0 for fit in fits)
+    assert all(len(runs) == floor["fit_rounds"] for runs in floor["fit_runs_seconds"].values())
     assert not (tmp_path / "scale-300").exists()  # each width's copy goes once measured
 
 

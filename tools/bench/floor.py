@@ -10,8 +10,9 @@ weights and moments, seven passes over num_words × units float32 values, at the
 machine streams memory through TensorFlow's element-wise kernels.
 
 The stage's fit, taken apart: whole trainings (`network.train_model`, the stage's params) in this
-process, each variant the best of FIT_ROUNDS, the variants taking turns so that a slow spell of the
-machine does not fall on one of them:
+process, after one untimed training (a process's first pays one-off costs), each variant the best
+of FIT_ROUNDS, the variants taking turns so that a slow spell of the machine does not fall on one
+of them (every timing is kept, so their spread shows the noise):
 - batching: the stage's (`network.shuffled_sparse_batches`), or one pre-built batch repeated for as many
   steps (no batching left; in tf.data's threads batching runs beside the steps, competing with
   them for the cores, so what it costs depends on how long the steps take);
@@ -20,11 +21,12 @@ machine does not fall on one of them:
 - the first layer's three costs that a 100-word training hardly has, taken out in turn and then all at once,
   each inside a whole training, where it shares the cores and the caches with the rest:
   its products (training and validation) replaced by `free_product`, which multiplies nothing;
-  its L1/L2 penalty left out; Adam's step on it (seven passes over num_words × units floats)
-  replaced by the least a step can move, plain gradient descent fused into one kernel (three:
-  weights and gradient read, weights written; `FusedDescent`).
+  the L1/L2 penalty left out (of both hidden layers); Adam's step (seven passes over num_words ×
+  units floats: weights, gradient and moments) replaced, for every variable, by the least a step
+  can move, plain gradient descent fused into one kernel (three passes: weights and gradient read,
+  weights written; `FusedDescent`).
 Parts timed alone, each in its own loop (the same work inside a training, where it shares the
-cores with the rest, can take longer):
+cores and the caches with the rest, can take longer or, taken out of it, save less):
 - start-up: `import tensorflow`;
 - products: the first layer's sparse products (`network.MultiHotDense`'s forward and kernel
   gradient, both returned, so that TensorFlow prunes neither) over every batch of an epoch, one
@@ -49,7 +51,7 @@ from unittest import mock
 
 STARTED = time.perf_counter()
 REPEATS = 3
-FIT_ROUNDS = 2  # one such training here sometimes takes half again as long as the next
+FIT_ROUNDS = 2  # one training here can take seconds longer than the next
 ADAM_PASSES = 7  # reads of the weights, gradient and two moments; writes of the weights and moments
 FLOAT_BYTES = 4
 
@@ -164,8 +166,10 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
         """Plain gradient descent as one fused TensorFlow kernel per variable: the least a step can move."""
 
         def update_step(self, gradient, variable, learning_rate):
-            rate = tf.cast(learning_rate, variable.dtype)
-            tf.raw_ops.ResourceApplyGradientDescent(var=variable.handle, alpha=rate, delta=gradient)
+            dtype = variable.dtype
+            tf.raw_ops.ResourceApplyGradientDescent(
+                var=variable.handle, alpha=tf.cast(learning_rate, dtype), delta=tf.cast(gradient, dtype)
+            )
 
     def fit_once(train_data: tuple, spec: RegularizerSpec) -> float:
         """One training as the stage runs it (validating on the test rows, the default), on `train_data`."""
@@ -196,6 +200,7 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
     timings: dict[str, list[float]] = {name: [] for name in trainings}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*shuffle=True.*")  # fit cannot shuffle a dataset: none wanted
+        fit_once(stage_rows, spec)
         for _ in range(FIT_ROUNDS):
             for name, (patches, train_data, regularizer) in trainings.items():
                 with contextlib.ExitStack() as stack:
@@ -203,6 +208,7 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
                         stack.enter_context(patch)
                     timings[name].append(fit_once(train_data, regularizer))
     fits = {f"{name}_seconds": round(min(seconds), 3) for name, seconds in timings.items()}
+    fit_runs = {name: [round(seconds, 3) for seconds in runs] for name, runs in timings.items()}
 
     epoch_products = _best_seconds(epoch_of_products) + _best_seconds(lambda: validation_product(x_test))
     step_update = _best_seconds(kernel_update)
@@ -231,6 +237,8 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
         "ones_per_row": round(ones_train / rows, 1),
         "start_up_seconds": round(python_seconds + import_seconds, 3),
         **fits,
+        "fit_rounds": FIT_ROUNDS,
+        "fit_runs_seconds": fit_runs,
         "products_seconds": round(train.epochs * epoch_products, 6),
         "kernel_update_seconds": round(steps * step_update, 6),
         "batching_seconds": round(training_batching, 6),

@@ -344,14 +344,15 @@ def _floor_table(rows: list[dict[str, Any]]) -> list[str]:
     ]
     return [
         f"Where one train stage's time goes at num_words={row['num_words']:,} ({floor['ones_per_row']} ones a row); "
-        "a part timed alone takes less than the same work inside a training, where it shares two cores with the rest:",
+        "a part timed alone may take more or less than the same work inside a training, where it shares two "
+        "cores and their caches with the rest:",
         "",
         *_table(
             ["part", "seconds", "÷ stage"], [[name, f"{value:.1f}", f"{value / stage:.2f}"] for name, value in parts]
         ),
         "Its `fit` without batching, with Keras' own Adam in place of the fused one, and both (seconds; the best "
-        "of two trainings each, in one process; what is left without batching is Keras' steps, the layers, "
-        "validation, and Adam and the penalty on the kernel):",
+        f"of {floor['fit_rounds']} trainings each, in one process; what is left without batching is Keras' steps, "
+        "the layers, validation, and Adam and the penalty on the kernel):",
         "",
         *_table(
             ["batches", "fused Adam (the stage)", "Keras' Adam"],
@@ -366,24 +367,26 @@ def _wide_costs_table(floor: dict[str, Any]) -> list[str]:
     fit = floor["fit_seconds"]
     fits = [
         (
-            "its products (training and validation) replaced by zeros of their shapes",
+            "the first layer's products (training and validation) replaced by zeros of their shapes",
             floor["fit_free_products_seconds"],
         ),
-        ("without its L1/L2 penalty", floor["fit_without_penalty_seconds"]),
+        ("without the L1/L2 penalty (of both hidden layers)", floor["fit_without_penalty_seconds"]),
         (
-            "Adam's step on it (7 passes over its weights) replaced by fused gradient descent (3 passes)",
+            "Adam's step replaced by fused gradient descent: 3 passes over the first kernel's arrays, not 7",
             floor["fit_descent_seconds"],
         ),
         ("all three at once", floor["fit_without_first_layer_costs_seconds"]),
     ]
+    # The noise: how far apart one variant's own trainings came out.
+    spread = max(max(runs) - min(runs) for runs in floor["fit_runs_seconds"].values())
     return [
         "The same `fit` with each of the first layer's costs that a 100-word training hardly has taken out of "
-        "it (the best of two trainings each, the variants taking turns; what taking a cost out saves "
-        "is its cost inside a training, where it shares the cores and the caches; one training here can "
-        "take a second or two longer than the next, so a saving of that size or less, or below zero, is noise):",
+        f"it (the best of {floor['fit_rounds']} trainings each, the variants taking turns; what taking a cost out "
+        "saves is its cost inside a training, where it shares the cores and the caches; one variant's own "
+        f"trainings came out up to {spread:.1f} s apart, so a saving that small, or below zero, is noise):",
         "",
         *_table(
-            ["`fit`, the first layer's…", "seconds", "saved"],
+            ["`fit`", "seconds", "saved"],
             [["as the stage runs it", f"{fit:.1f}", "–"]]
             + [[name, f"{seconds:.1f}", f"{fit - seconds:.1f}"] for name, seconds in fits],
         ),
