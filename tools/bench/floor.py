@@ -47,6 +47,7 @@ import json
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 STARTED = time.perf_counter()
@@ -86,7 +87,7 @@ def free_product(indices, values, dense_shape, kernel):
     return product(kernel)
 
 
-def measure_floor(data_dir: Path, model_name: str) -> dict[str, float]:
+def measure_floor(data_dir: Path, model_name: str) -> dict[str, Any]:
     """Each part of a train stage's time on the encoded rows in `data_dir`, and the floor (see the module)."""
     from imdb_regularization.model.encoded_arrays import SparseRows, read_for_training
     from imdb_regularization.params import RegularizerSpec, load_params
