@@ -115,7 +115,8 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, Any]:
             num_words=num_words, hidden_units=train.hidden_units, spec=spec, sparse=True, wide=True
         )
 
-    model = seeded_model(params.models[model_name])
+    spec = params.models[model_name]
+    model = seeded_model(spec)
     model.compile(
         optimizer=network._optimizer(train.optimizer, train.learning_rate, wide=True), loss="binary_crossentropy"
     )
@@ -179,7 +180,7 @@ def measure_floor(data_dir: Path, model_name: str) -> dict[str, Any]:
         network.train_model(fitted, train_data=train_data, validation_data=(x_test, test_labels), params=train)
         return time.perf_counter() - started
 
-    stage_rows, spec, no_penalty = (train_rows, train_labels), params.models[model_name], RegularizerSpec("none", 0.0)
+    stage_rows, no_penalty = (train_rows, train_labels), RegularizerSpec("none", 0.0)
     # The first batch at every step, as many steps as an epoch has: a training without batching.
     one_batch = (
         tf.data.Dataset.from_tensors((batches[0], train_labels[: train.batch_size])).repeat(len(batches)),
